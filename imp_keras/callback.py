@@ -1,0 +1,221 @@
+"""When to prune during `model.fit`: the Keras callback that runs an IMP plan."""
+
+import math
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from imp_keras import masking
+from imp_keras._keras import keras, require_tf_keras
+from imp_keras.plan import Plan
+from imp_keras.schedules import RetrainSchedule
+from imp_keras.selection import Criterion, get_criterion, select
+
+__all__ = ["IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN"]
+
+PHASE_PRETRAIN = 0
+PHASE_RETRAIN = 1
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+
+
+class IMPCallback(keras.callbacks.Callback):
+    """Runs Iterative Magnitude Pruning inside `model.fit`.
+
+    At the first epoch of every cycle of `plan` it removes the plan's share of the still-alive
+    weights with `selection`, zeroes them and their optimizer state, and (for ALLR) measures the
+    cycle's peak learning rate. Every decision is a function of the epoch, so a run resumed by
+    `keras.callbacks.BackupAndRestore` repeats it exactly; the masks are checked against the plan
+    at the start of every epoch.
+
+    Published into `logs` at the end of every epoch (History, CSVLogger, TensorBoard see them):
+    `sparsity`, `cycle` (0 while pretraining), `phase` (0 = pretraining, 1 = retraining), `lr`
+    (the learning rate of the epoch's last step) and, for ALLR, `allr_d` and `eta_star`.
+
+    Args:
+      plan: the `Plan` of the run; `fit` must not run past `plan.total_epochs`.
+      schedule: the `RetrainSchedule` the optimizer was compiled with (needed for ALLR), or None
+        when the learning rate comes from elsewhere.
+      selection: criterion name (`global`, `uniform`, `uniform_plus`, `erk`, `lamp`) or callable.
+      reset_optimizer: zero the optimizer state at the first pruning, as the paper does.
+      ladder_dir: if given, the stripped model is saved there at the end of every cycle as
+        `cycleNN_sparsityXX.XX.keras`: one run gives a model per sparsity.
+      verbose: 1 prints a line at every pruning, 0 is silent.
+
+    Example:
+    ```python
+    model = imp_keras.prunable(build_model())
+    plan = imp_keras.Plan(goal_sparsity=0.9, cycles=3, pretrain_epochs=10, retrain_epochs=3)
+    lr = imp_keras.RetrainSchedule(base, plan, steps_per_epoch=469, kind="slr")
+    model.compile(keras.optimizers.SGD(lr, momentum=0.9, nesterov=True), loss=..., metrics=["accuracy"])
+    model.fit(train, epochs=plan.total_epochs, callbacks=[imp_keras.IMPCallback(plan, lr)])
+    ```
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        schedule: RetrainSchedule | None = None,
+        selection: str | Criterion = "global",
+        *,
+        reset_optimizer: bool = True,
+        ladder_dir: str | os.PathLike | None = None,
+        verbose: int = 1,
+    ):
+        super().__init__()
+        if not isinstance(plan, Plan):
+            raise TypeError(f"`plan` must be an imp_keras.Plan. Received: plan={plan!r}")
+        if schedule is not None:
+            if not isinstance(schedule, RetrainSchedule):
+                raise TypeError(f"`schedule` must be an imp_keras.RetrainSchedule or None. Received: schedule={schedule!r}")
+            if schedule.plan != plan:
+                raise ValueError(f"`schedule` was built for another plan: {schedule.plan} != {plan}")
+        self.plan = plan
+        self.schedule = schedule
+        self.selection = selection
+        self._criterion = get_criterion(selection)
+        self.reset_optimizer = bool(reset_optimizer)
+        self.ladder_dir = None if ladder_dir is None else os.fspath(ladder_dir)
+        self.verbose = verbose
+        self._entries: list[masking.MaskedWeight] = []
+        self._n_total = 0
+        self._alive = 0
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def _check_model(self) -> None:
+        require_tf_keras(self.model, "model", keras.Model)
+        self._entries = masking.masked_weights(self.model)
+        if not self._entries:
+            raise ValueError(
+                f"Model {self.model.name!r} has no imp_keras mask holders: wrap it with "
+                "`imp_keras.prunable(model)` before compiling it."
+            )
+        optimizer = self.model.optimizer
+        require_tf_keras(optimizer, "model.optimizer", (keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer))
+        if self.schedule is not None:
+            inner = masking._inner(optimizer)
+            used = getattr(inner, "_learning_rate", None) if not masking._is_legacy(inner) else inner._hyper.get("learning_rate")
+            if used is not self.schedule:
+                raise ValueError(
+                    "The model's optimizer does not use `schedule` as its learning rate; compile with "
+                    "e.g. `keras.optimizers.SGD(learning_rate=schedule, ...)`, or pass schedule=None."
+                )
+        epochs = self.params.get("epochs")
+        if epochs is not None and epochs > self.plan.total_epochs:
+            raise ValueError(f"`epochs`={epochs} passed to fit exceeds plan.total_epochs={self.plan.total_epochs}.")
+        steps = self.params.get("steps")
+        if self.schedule is not None and steps and steps != self.schedule.steps_per_epoch:
+            raise ValueError(
+                f"fit runs {steps} steps per epoch but the schedule was built with "
+                f"steps_per_epoch={self.schedule.steps_per_epoch}; they must match."
+            )
+
+    def _check_step(self, epoch: int) -> None:
+        if self.schedule is None:
+            return
+        steps = int(self.model.optimizer.iterations.numpy())
+        expected = epoch * self.schedule.steps_per_epoch
+        if steps != expected:
+            raise ValueError(
+                f"At the start of epoch {epoch} the optimizer has taken {steps} steps, but the schedule expects "
+                f"epoch * steps_per_epoch = {expected}. Make `steps_per_epoch` match the batches fit runs per "
+                "epoch, and continue an interrupted run with `initial_epoch` (or BackupAndRestore)."
+            )
+
+    def _check_alive(self, epoch: int, cycles_done: int, alive: int) -> None:
+        expected = self.plan.alive_after(cycles_done, self._n_total)
+        if alive != expected:
+            raise ValueError(
+                f"At the start of epoch {epoch}, {alive} of {self._n_total} prunable weights are alive, but after "
+                f"{cycles_done} cycle(s) the plan has {expected}. These masks do not come from this plan "
+                "(a model restored from another run, or pruned elsewhere?)."
+            )
+
+    # -- Keras hooks ----------------------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self._check_model()
+        self._n_total = sum(int(np.prod(e.mask.shape)) for e in self._entries)
+        self._alive = self._n_total
+        with self.model.distribute_strategy.scope():
+            masking.build_optimizer(self.model.optimizer, self.model.trainable_weights)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch >= self.plan.total_epochs:
+            raise ValueError(f"Epoch {epoch} is past the plan's last epoch ({self.plan.total_epochs - 1}).")
+        self._check_step(epoch)
+        masks = [e.mask.numpy() != 0 for e in self._entries]
+        alive = sum(int(np.count_nonzero(m)) for m in masks)
+        cycle = self.plan.cycle_at(epoch)
+        pruning = cycle > 0 and epoch == self.plan.cycle_start_epochs[cycle - 1]
+        self._check_alive(epoch, cycle - 1 if pruning else cycle, alive)
+        self._alive = alive
+        if pruning:
+            self._prune(epoch, cycle, masks)
+
+    def _prune(self, epoch: int, cycle: int, masks: list[np.ndarray]) -> None:
+        weights = [e.weight.numpy() for e in self._entries]
+        count = self.plan.removal_count(cycle, self._n_total)
+        new_masks = select(self._criterion, weights, masks, count)
+        for entry, old, new in zip(self._entries, masks, new_masks):
+            if old.any() and not new.any():
+                warnings.warn(
+                    f"IMP cycle {cycle}: {self.selection!r} selection removed every remaining weight of "
+                    f"{entry.name}; the layer no longer passes any signal.",
+                    stacklevel=2,
+                )
+        message = ""
+        if self.schedule is not None and self.schedule.kind == "allr":
+            removed = sum(float(np.sum(np.square(w[old & ~new], dtype=np.float64))) for w, old, new in zip(weights, masks, new_masks))
+            norm = sum(float(np.sum(np.square(v.numpy(), dtype=np.float64))) for v in self.model.trainable_weights)
+            d = math.sqrt(removed / norm) if norm > 0 else 0.0
+            peak = self.schedule.record_allr(cycle, d)
+            message = f", ALLR d={d:.4f} eta*={peak:.5g}"
+        optimizer = self.model.optimizer
+        if cycle == 1 and self.reset_optimizer:
+            masking.reset_optimizer(optimizer, self.model.trainable_weights)
+        masking.apply_masks(self._entries, new_masks, optimizer)
+        self._alive -= count
+        if self.verbose:
+            print(
+                f"IMP cycle {cycle}/{self.plan.cycles} at epoch {epoch}: removed {count} weights, "
+                f"{self._alive}/{self._n_total} alive, sparsity {1 - self._alive / self._n_total:.4f}{message}"
+            )
+
+    def _learning_rate(self) -> float:
+        optimizer = self.model.optimizer
+        if self.schedule is not None:
+            step = max(int(optimizer.iterations.numpy()) - 1, 0)
+            return float(self.schedule(step))
+        return float(keras.backend.get_value(optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        cycle = self.plan.cycle_at(epoch)
+        sparsity = 1.0 - self._alive / self._n_total
+        if logs is not None:
+            logs["sparsity"] = sparsity
+            logs["cycle"] = cycle
+            logs["phase"] = PHASE_RETRAIN if cycle else PHASE_PRETRAIN
+            logs["lr"] = self._learning_rate()
+            if self.schedule is not None and self.schedule.kind == "allr":
+                logs["allr_d"] = float(self.schedule.allr_d[cycle - 1]) if cycle else float("nan")
+                logs["eta_star"] = float(self.schedule.eta_star[cycle - 1]) if cycle else float("nan")
+        if self.ladder_dir and self.plan.is_last_epoch_of_cycle(epoch) and _is_chief(self.model.distribute_strategy):
+            self._save_rung(cycle, sparsity)
+
+    def _save_rung(self, cycle: int, sparsity: float) -> None:
+        os.makedirs(self.ladder_dir, exist_ok=True)
+        path = os.path.join(self.ladder_dir, f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras")
+        partial = path + ".partial.keras"
+        masking.strip(self.model).save(partial)
+        os.replace(partial, path)

@@ -1,0 +1,275 @@
+"""Which weights to keep: pruning criteria as pure functions on NumPy arrays.
+
+A criterion receives the prunable tensors of a model in model order (`weights`), their current
+boolean masks (True = alive) and `count`, the number of alive weights to remove now. It returns new
+masks with exactly `count` fewer alive weights. Only alive weights are ranked, and a pruned weight
+never comes back: every new mask is the old mask AND a keep mask.
+
+Ties are broken deterministically by position: earlier tensor first, then lower flat (C-order)
+index, so identical inputs give identical masks on every worker and after every resume.
+
+Criteria:
+  - `global`: one magnitude threshold over all tensors (Zimmer et al.'s default).
+  - `uniform`: every tensor ends at the same density (relative to its full size).
+  - `uniform_plus`: as `uniform`, but the first convolution kernel stays as it is (dense) and the
+    last tensor keeps at least 20 % of its weights (Gale et al., 2019).
+  - `erk`: Erdos-Renyi-Kernel densities, proportional to the sum of a kernel's dimensions over their
+    product (Evci et al., 2020), capped at what is still alive.
+  - `lamp`: layer-adaptive magnitude scores w_u^2 / sum_{|w_v| >= |w_u|} w_v^2 ranked globally
+    (Lee et al., 2021).
+"""
+
+from collections.abc import Callable, Sequence
+import math
+
+import numpy as np
+
+__all__ = [
+    "CRITERIA",
+    "Criterion",
+    "erk",
+    "get_criterion",
+    "global_magnitude",
+    "lamp",
+    "select",
+    "uniform",
+    "uniform_plus",
+]
+
+Criterion = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], int], list[np.ndarray]]
+
+
+def _flat(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    return [np.asarray(a).reshape(-1) for a in arrays]
+
+
+def _prune_lowest(
+    scores: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int, *, magnitude: bool = False
+) -> list[np.ndarray]:
+    """Flat masks without the `count` alive entries of lowest score, over all tensors at once.
+
+    One `np.partition` finds the threshold (no full sort); ties at the threshold are removed in
+    position order. With `magnitude`, the scores are |scores|, computed into reused buffers: at
+    tens of millions of weights, fresh allocations cost more than the arithmetic.
+    """
+    if count == 0:
+        return list(masks)
+    # Dead entries score +inf, so the count-th smallest of everything is the count-th smallest
+    # alive score: one in-place partition of one buffer, no boolean gathers, no extra copies.
+    dtype = np.result_type(*scores)
+    candidates = np.empty(sum(s.size for s in scores), dtype=dtype)
+    offset = 0
+    for s, m in zip(scores, masks):
+        view = candidates[offset : offset + s.size]
+        if magnitude:
+            np.abs(s, out=view)
+        else:
+            np.copyto(view, s)
+        np.copyto(view, np.inf, where=~m)
+        offset += s.size
+    n_alive = sum(int(np.count_nonzero(m)) for m in masks)
+    if count >= n_alive:
+        return [np.zeros_like(m) for m in masks]
+    candidates.partition(count - 1)
+    threshold = candidates[count - 1]
+    del candidates
+    scratch = np.empty(max(s.size for s in scores), dtype=dtype) if magnitude else None
+
+    def score(s: np.ndarray) -> np.ndarray:
+        return np.abs(s, out=scratch[: s.size]) if magnitude else s
+
+    new = [m & (score(s) >= threshold) for s, m in zip(scores, masks)]
+    ties_to_remove = count - (n_alive - sum(int(np.count_nonzero(m)) for m in new))
+    for s, m in zip(scores, new):
+        if ties_to_remove == 0:
+            break
+        tied = np.flatnonzero(m & (score(s) == threshold))[:ties_to_remove]
+        m[tied] = False
+        ties_to_remove -= tied.size
+    return new
+
+
+def _prune_each_to(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], keep: np.ndarray) -> list[np.ndarray]:
+    return [
+        _prune_lowest([w], [m], int(np.count_nonzero(m)) - int(k), magnitude=True)[0]
+        for w, m, k in zip(weights, masks, keep)
+    ]
+
+
+def _allocate(total: int, desire: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Integer per-tensor counts proportional to `desire`, within [lower, upper], summing to `total`.
+
+    Water-filling: find c with sum(clip(c * desire, lower, upper)) == total by bisection, then round
+    down and hand the remaining units to the largest fractional parts (earlier tensor on ties).
+    """
+    desire = np.asarray(desire, dtype=np.float64)
+    lower = np.asarray(lower, dtype=np.int64)
+    upper = np.asarray(upper, dtype=np.int64)
+    if not lower.sum() <= total <= upper.sum():
+        raise ValueError(
+            f"Cannot keep {total} weights: the per-layer bounds of this criterion allow between "
+            f"{int(lower.sum())} and {int(upper.sum())}."
+        )
+    if not np.any(desire[lower < upper] > 0):
+        desire = (upper - lower).astype(np.float64)
+    positive = desire > 0
+    low_c, high_c = 0.0, float(np.max(upper[positive] / desire[positive])) if positive.any() else 0.0
+    for _ in range(200):
+        mid = (low_c + high_c) / 2
+        if np.clip(mid * desire, lower, upper).sum() <= total:
+            low_c = mid
+        else:
+            high_c = mid
+    real = np.clip(low_c * desire, lower, upper)
+    counts = np.floor(real).astype(np.int64)
+    missing = total - int(counts.sum())
+    while missing > 0:
+        room = np.flatnonzero(counts < upper)
+        order = room[np.lexsort((room, -(real[room] - counts[room])))][:missing]
+        counts[order] += 1
+        missing -= order.size
+    return counts
+
+
+def _alive(masks: Sequence[np.ndarray]) -> np.ndarray:
+    return np.array([np.count_nonzero(m) for m in masks], dtype=np.int64)
+
+
+def _reshaped(flat_masks: list[np.ndarray], weights: Sequence[np.ndarray]) -> list[np.ndarray]:
+    return [m.reshape(np.shape(w)) for m, w in zip(flat_masks, weights)]
+
+
+def global_magnitude(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
+    """Removes the `count` alive weights of smallest magnitude over all tensors together."""
+    return _reshaped(_prune_lowest(_flat(weights), _flat(masks), count, magnitude=True), weights)
+
+
+def _layerwise(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], keep: np.ndarray) -> list[np.ndarray]:
+    return _reshaped(_prune_each_to(_flat(weights), _flat(masks), keep), weights)
+
+
+def uniform(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
+    """Removes by magnitude within each tensor so that all end at the same density."""
+    alive = _alive(masks)
+    sizes = np.array([np.size(w) for w in weights])
+    keep = _allocate(int(alive.sum()) - count, sizes, np.zeros_like(alive), alive)
+    return _layerwise(weights, masks, keep)
+
+
+def uniform_plus(
+    weights: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    count: int,
+    *,
+    last_layer_min_density: float = 0.2,
+) -> list[np.ndarray]:
+    """As `uniform`, but the first convolution kernel is not pruned and the last tensor keeps at
+    least `last_layer_min_density` of its weights (Gale et al., 2019)."""
+    alive = _alive(masks)
+    sizes = np.array([np.size(w) for w in weights])
+    lower = np.zeros_like(alive)
+    first_conv = next((i for i, w in enumerate(weights) if np.ndim(w) >= 3), None)
+    if first_conv is not None:
+        lower[first_conv] = alive[first_conv]
+    last = len(weights) - 1
+    lower[last] = max(lower[last], min(alive[last], math.ceil(last_layer_min_density * sizes[last])))
+    keep = _allocate(int(alive.sum()) - count, sizes, lower, alive)
+    return _layerwise(weights, masks, keep)
+
+
+def erk(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
+    """Erdos-Renyi-Kernel: keeps per tensor in proportion to the sum of its dimensions."""
+    alive = _alive(masks)
+    desire = np.array([float(sum(np.shape(w))) for w in weights])
+    keep = _allocate(int(alive.sum()) - count, desire, np.zeros_like(alive), alive)
+    return _layerwise(weights, masks, keep)
+
+
+def _lamp_scores(weight: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """LAMP score of each alive weight; equal magnitudes share one score, so no stable sort is needed
+    and ties fall to the position order of `_prune_lowest`."""
+    scores = np.zeros(weight.shape, dtype=np.float64)
+    alive_idx = np.flatnonzero(mask)
+    if alive_idx.size == 0:
+        return scores
+    alive_sq = np.square(weight[alive_idx].astype(np.float64))
+    order = np.argsort(alive_sq)
+    sorted_sq = alive_sq[order]
+    tail_sums = np.cumsum(sorted_sq[::-1])[::-1]
+    group_start = np.r_[True, sorted_sq[1:] != sorted_sq[:-1]]
+    tail_sums = tail_sums[np.maximum.accumulate(np.where(group_start, np.arange(sorted_sq.size), 0))]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scores[alive_idx[order]] = np.where(tail_sums > 0, sorted_sq / tail_sums, 0.0)
+    return scores
+
+
+def lamp(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
+    """Layer-adaptive magnitude pruning: ranks LAMP scores of alive weights over all tensors."""
+    flat_w, flat_m = _flat(weights), _flat(masks)
+    scores = [_lamp_scores(w, m) for w, m in zip(flat_w, flat_m)]
+    return _reshaped(_prune_lowest(scores, flat_m, count), weights)
+
+
+CRITERIA: dict[str, Criterion] = {
+    "global": global_magnitude,
+    "uniform": uniform,
+    "uniform_plus": uniform_plus,
+    "erk": erk,
+    "lamp": lamp,
+}
+
+
+def get_criterion(selection: str | Criterion) -> Criterion:
+    """Returns the criterion named `selection` (a key of `CRITERIA`), or `selection` if callable."""
+    if callable(selection):
+        return selection
+    if selection not in CRITERIA:
+        raise ValueError(f"`selection` must be one of {sorted(CRITERIA)} or a callable. Received: selection={selection!r}")
+    return CRITERIA[selection]
+
+
+def select(
+    selection: str | Criterion,
+    weights: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    count: int,
+) -> list[np.ndarray]:
+    """Removes exactly `count` alive weights with the given criterion and returns the new masks.
+
+    Args:
+      selection: a name from `CRITERIA` or a callable with the same signature as the criteria.
+      weights: the prunable tensors, in model order.
+      masks: their current masks (nonzero = alive), same shapes.
+      count: how many alive weights to remove, in [0, number alive].
+
+    Returns:
+      Boolean masks, each a subset of the old one, with `count` fewer True entries in total.
+
+    Example:
+    >>> w = [np.array([[0.1, -2.0], [0.3, 0.05]]), np.array([1.0, -0.2])]
+    >>> m = [np.ones((2, 2), bool), np.ones(2, bool)]
+    >>> [x.astype(int).tolist() for x in select("global", w, m, count=3)]
+    [[[0, 1], [1, 0]], [1, 0]]
+    """
+    criterion = get_criterion(selection)
+    if len(weights) != len(masks) or not weights:
+        raise ValueError(
+            f"`weights` and `masks` must be non-empty lists of the same length. Received: "
+            f"{len(weights)} weights and {len(masks)} masks."
+        )
+    masks = [m if isinstance(m, np.ndarray) and m.dtype == bool else np.asarray(m) != 0 for m in masks]
+    for i, (w, m) in enumerate(zip(weights, masks)):
+        if np.shape(w) != m.shape:
+            raise ValueError(f"Tensor {i}: weight shape {np.shape(w)} differs from mask shape {m.shape}.")
+        if not np.all(np.isfinite(w)):
+            raise ValueError(f"Tensor {i} has NaN or Inf weights; refusing to rank them.")
+    n_alive = int(_alive(masks).sum())
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= n_alive:
+        raise ValueError(f"`count` must be an integer in [0, {n_alive}] (the alive weights). Received: count={count!r}")
+    new = criterion(weights, masks, int(count))
+    if criterion not in CRITERIA.values():
+        new = [(np.asarray(n) != 0) & m for n, m in zip(new, masks)]
+    removed = n_alive - int(_alive(new).sum())
+    if removed != count:
+        raise ValueError(f"Criterion {selection!r} removed {removed} alive weights instead of count={count}.")
+    return new
