@@ -285,7 +285,7 @@ class RetrainSchedule(Schedule, tf.Module):
         }
         if self.kind == "allr":
             config["eta_star"] = [float(v) for v in self.eta_star.numpy()]
-            config["allr_d"] = [float(v) for v in self.allr_d.numpy()]
+            config["allr_d"] = [None if np.isnan(v) else float(v) for v in self.allr_d.numpy()]  # None: not measured yet
         return config
 
     @classmethod
@@ -299,5 +299,5 @@ class RetrainSchedule(Schedule, tf.Module):
         schedule = cls(base, plan, **config)
         if eta_star is not None:
             schedule.eta_star.assign(eta_star)
-            schedule.allr_d.assign(allr_d)
+            schedule.allr_d.assign([np.nan if v is None else v for v in allr_d])
         return schedule
