@@ -1,0 +1,295 @@
+"""IMPCallback inside model.fit: cycles, published logs, ALLR, ladder, resume, and refused set-ups.
+
+Common set-up: an MLP 6-16-3 (96 + 48 = 144 prunable weights), 64 samples in batches of 16
+(4 steps per epoch), plan 90 % in 2 cycles after 2 dense epochs, 2 epochs per cycle.
+Per-cycle fraction p = 1 - sqrt(0.1) = 0.68377: cycle 1 removes round(0.68377 * 144) = 98
+(46 alive), cycle 2 removes round(0.68377 * 46) = 31 (15 alive).
+"""
+
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import imp_keras
+from imp_keras import IMPCallback, Plan, RetrainSchedule, keras
+from imp_keras.masking import masked_weights, optimizer_slots
+
+PLAN = Plan(goal_sparsity=0.9, cycles=2, pretrain_epochs=2, retrain_epochs=2)
+STEPS = 4
+N_TOTAL = 144
+
+
+def dataset():
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 6), dtype=np.float32)
+    y = np.argmax(x[:, :3] + x[:, 3:], axis=1).astype("int32")
+    return x, y
+
+
+def build(kind="slr", plan=PLAN, steps=STEPS):
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(16, activation="relu", name="fc"), keras.layers.Dense(3, name="out")]
+    )
+    model = imp_keras.prunable(base)
+    schedule = RetrainSchedule(
+        keras.optimizers.schedules.PiecewiseConstantDecay([4], [0.1, 0.05]), plan, steps, kind
+    )
+    model.compile(
+        keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model, schedule
+
+
+def fit(model, callbacks, epochs=None, initial_epoch=0, plan=PLAN):
+    x, y = dataset()
+    return model.fit(
+        x, y, batch_size=16, epochs=epochs or plan.total_epochs, initial_epoch=initial_epoch,
+        callbacks=callbacks, shuffle=False, verbose=0,
+    )
+
+
+class Probe(keras.callbacks.Callback):
+    """Records masks at every epoch end and weights/slots at every epoch start."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks, self.begin_weights, self.begin_trainable, self.begin_slots = [], {}, {}, {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.begin_weights[epoch] = [e.weight.numpy() for e in masked_weights(self.model)]
+        self.begin_trainable[epoch] = [v.numpy() for v in self.model.trainable_weights]
+        self.begin_slots[epoch] = [
+            s.numpy() for v in self.model.trainable_weights for s in optimizer_slots(self.model.optimizer, v)
+        ]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.masks.append([e.mask.numpy() != 0 for e in masked_weights(self.model)])
+
+
+def test_two_cycle_fit_end_to_end():
+    model, schedule = build()
+    probe = Probe()
+    history = fit(model, [IMPCallback(PLAN, schedule, verbose=0), probe])
+    h = history.history
+    np.testing.assert_allclose(h["sparsity"], [0, 0, 98 / 144, 98 / 144, 129 / 144, 129 / 144])
+    assert h["cycle"] == [0, 0, 1, 1, 2, 2]
+    assert h["phase"] == [0, 0, 1, 1, 1, 1]
+    last_steps = [4 * (e + 1) - 1 for e in range(6)]
+    np.testing.assert_allclose(h["lr"], [float(schedule(s)) for s in last_steps])
+    alive = [sum(int(m.sum()) for m in masks) for masks in probe.masks]
+    assert alive == [144, 144, 46, 46, 15, 15]
+    for earlier, later in zip(probe.masks, probe.masks[1:]):
+        for a, b in zip(earlier, later):
+            assert not np.any(b & ~a), "a pruned weight came back"
+    for entry in masked_weights(model):
+        assert np.count_nonzero(entry.weight.numpy()[entry.mask.numpy() == 0]) == 0
+    report = imp_keras.sparsity_report(model)
+    assert (report.total, report.pruned) == (144, 129)
+
+
+def test_exact_goal_hits_goal_sparsity():
+    plan = Plan(goal_sparsity=0.9, cycles=2, pretrain_epochs=2, retrain_epochs=2, exact_goal=True)
+    model, schedule = build(plan=plan)
+    history = fit(model, [IMPCallback(plan, schedule, verbose=0)], plan=plan)
+    assert history.history["sparsity"][-1] == pytest.approx(130 / 144)  # round(0.9 * 144) = 130
+
+
+@pytest.mark.parametrize("selection", sorted(imp_keras.CRITERIA))
+def test_every_selection_runs_every_cycle(selection):
+    model, schedule = build()
+    probe = Probe()
+    fit(model, [IMPCallback(PLAN, schedule, selection=selection, verbose=0), probe])
+    assert [sum(int(m.sum()) for m in masks) for masks in probe.masks] == [144, 144, 46, 46, 15, 15]
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_optimizer_state_reset_at_first_pruning(reset):
+    model, schedule = build()
+    probe = Probe()
+    fit(model, [IMPCallback(PLAN, schedule, reset_optimizer=reset, verbose=0), probe], epochs=3)
+    slots_after_pruning = probe.begin_slots[2]
+    assert len(slots_after_pruning) == 4  # momentum of 2 kernels and 2 biases
+    nonzero = sum(np.count_nonzero(s) for s in slots_after_pruning)
+    assert (nonzero == 0) == reset
+
+
+def test_allr_measures_d_and_peak_at_each_pruning():
+    model, schedule = build(kind="allr")
+    weights_probe = Probe()  # listed first: sees the weights before IMPCallback prunes them
+    mask_probe = Probe()
+    history = fit(model, [weights_probe, IMPCallback(PLAN, schedule, verbose=0), mask_probe])
+    h = history.history
+    for cycle, epoch in ((1, 2), (2, 4)):
+        before = weights_probe.begin_weights[epoch]
+        old_masks, new_masks = mask_probe.masks[epoch - 1], mask_probe.masks[epoch]
+        removed = sum(float(np.sum(w[o & ~n].astype(np.float64) ** 2)) for w, o, n in zip(before, old_masks, new_masks))
+        # ||theta_before||^2 over every trainable weight: 2 kernels and 2 biases.
+        trainable = weights_probe.begin_trainable[epoch]
+        assert len(trainable) == 4
+        norm = sum(float(np.sum(w.astype(np.float64) ** 2)) for w in trainable)
+        d = math.sqrt(removed / norm)
+        assert h["allr_d"][epoch] == pytest.approx(d, rel=1e-6)
+        # Bounds: eta_max = 0.1, lower 0.1 * min(E / T, 1) = 0.1 * min(2 / 2, 1) = 0.1.
+        expected_peak = min(max(0.1 * d / math.sqrt(PLAN.fraction), 0.1), 0.1)
+        assert h["eta_star"][epoch] == pytest.approx(expected_peak, rel=1e-6)
+        assert float(schedule.eta_star[cycle - 1]) == pytest.approx(expected_peak, rel=1e-6)
+    assert math.isnan(h["allr_d"][0]) and math.isnan(h["eta_star"][1])
+
+
+def test_allr_peak_below_eta_max_with_long_pretraining():
+    # T = 20 epochs makes the lower bound 0.1 * 2 / 20 = 0.01, so the peak is 0.1 * d / sqrt(p) when below 0.1.
+    plan = Plan(goal_sparsity=0.9, cycles=2, pretrain_epochs=0, retrain_epochs=2)
+    keras.utils.set_random_seed(0)
+    model = imp_keras.prunable(keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, name="fc"), keras.layers.Dense(3, name="out")]))
+    schedule = RetrainSchedule(0.1, plan, STEPS, "allr", base_epochs=20)
+    model.compile(keras.optimizers.SGD(schedule), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = fit(model, [IMPCallback(plan, schedule, verbose=0)], plan=plan)
+    d = history.history["allr_d"][0]
+    assert history.history["eta_star"][0] == pytest.approx(max(0.1 * d / math.sqrt(plan.fraction), 0.01), rel=1e-6)
+    assert history.history["eta_star"][0] < 0.1
+
+
+def test_sparsity_ladder_saves_a_model_per_cycle(tmp_path):
+    model, schedule = build()
+    fit(model, [IMPCallback(PLAN, schedule, ladder_dir=tmp_path, verbose=0)])
+    files = sorted(os.listdir(tmp_path))
+    assert files == ["cycle01_sparsity68.06.keras", "cycle02_sparsity89.58.keras"]
+    for name, pruned in zip(files, (98, 129)):
+        rung = keras.models.load_model(os.fspath(tmp_path / name))
+        assert imp_keras.sparsity_report(rung).pruned == pruned
+
+
+def test_collapsing_layer_is_reported():
+    model, schedule = build()
+    out = model.get_layer("mask_holder_out").layer
+    out.kernel.assign(np.full(out.kernel.shape, 1e-6, np.float32))
+    plan = Plan(goal_sparsity=0.9, cycles=1, pretrain_epochs=0, retrain_epochs=1)
+    schedule = RetrainSchedule(None, plan, STEPS, "constant", initial_learning_rate=1e-9)
+    model.compile(keras.optimizers.SGD(schedule), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.warns(UserWarning, match="removed every remaining weight of out/kernel"):
+        fit(model, [IMPCallback(plan, schedule, verbose=0)], plan=plan)
+
+
+def test_fit_in_two_calls_equals_one_call():
+    model, schedule = build()
+    callback = IMPCallback(PLAN, schedule, verbose=0)
+    fit(model, [callback], epochs=3)
+    fit(model, [callback], epochs=6, initial_epoch=3)
+    reference, reference_schedule = build()
+    fit(reference, [IMPCallback(PLAN, reference_schedule, verbose=0)])
+    for a, b in zip(model.weights, reference.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+
+
+class KillAt(keras.callbacks.Callback):
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.current, batch) == (self.epoch, self.batch):
+            raise RuntimeError("killed")
+
+
+@pytest.mark.parametrize(
+    "kill_epoch, kill_batch, backup_first",
+    [
+        (1, 1, True),   # mid-pretraining
+        (2, 0, True),   # in the pruning epoch of cycle 1, just after its pruning
+        (3, 2, False),  # mid-retraining, BackupAndRestore listed after IMPCallback
+        (5, 3, True),   # last step of the last epoch
+    ],
+)
+def test_kill_and_resume_ends_identical(tmp_path, kill_epoch, kill_batch, backup_first):
+    tf.config.experimental.enable_op_determinism()
+
+    def callbacks(model, schedule, extra=()):
+        imp = IMPCallback(PLAN, schedule, verbose=0)
+        backup = keras.callbacks.BackupAndRestore(os.fspath(tmp_path / "backup"))
+        return ([backup, imp] if backup_first else [imp, backup]) + list(extra)
+
+    reference, reference_schedule = build(kind="allr")
+    fit(reference, [IMPCallback(PLAN, reference_schedule, verbose=0)])
+
+    model, schedule = build(kind="allr")
+    with pytest.raises(RuntimeError, match="killed"):
+        fit(model, callbacks(model, schedule, [KillAt(kill_epoch, kill_batch)]))
+    resumed, resumed_schedule = build(kind="allr")  # a new process would rebuild everything
+    history = fit(resumed, callbacks(resumed, resumed_schedule))
+    assert len(history.epoch) == PLAN.total_epochs - kill_epoch
+    for a, b in zip(resumed.weights, reference.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+    np.testing.assert_array_equal(resumed_schedule.eta_star.numpy(), reference_schedule.eta_star.numpy())
+    assert int(resumed.optimizer.iterations.numpy()) == PLAN.total_epochs * STEPS
+
+
+def test_refuses_to_run_past_the_plan():
+    model, schedule = build()
+    with pytest.raises(ValueError, match="`epochs`=7 passed to fit exceeds plan.total_epochs=6"):
+        fit(model, [IMPCallback(PLAN, schedule)], epochs=7)
+
+
+def test_refuses_mismatched_steps_per_epoch():
+    model, schedule = build(steps=5)
+    with pytest.raises(ValueError, match="fit runs 4 steps per epoch but the schedule was built with steps_per_epoch=5"):
+        fit(model, [IMPCallback(PLAN, schedule)])
+
+
+def test_refuses_restart_without_initial_epoch():
+    model, schedule = build()
+    callback = IMPCallback(PLAN, schedule, verbose=0)
+    fit(model, [callback], epochs=2)
+    with pytest.raises(ValueError, match="At the start of epoch 0 the optimizer has taken 8 steps"):
+        fit(model, [callback], epochs=2)
+
+
+def test_refuses_optimizer_without_the_schedule():
+    model, schedule = build()
+    model.compile(keras.optimizers.SGD(0.1), loss="mse")
+    with pytest.raises(ValueError, match="does not use `schedule`"):
+        fit(model, [IMPCallback(PLAN, schedule)])
+
+
+def test_refuses_schedule_of_another_plan():
+    _, schedule = build()
+    with pytest.raises(ValueError, match="built for another plan"):
+        IMPCallback(Plan(0.8, 2, 2, 2), schedule)
+
+
+def test_refuses_model_without_mask_holders():
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    model.compile(keras.optimizers.SGD(0.1), loss="mse")
+    with pytest.raises(ValueError, match=r"wrap it with `imp_keras.prunable\(model\)`"):
+        fit(model, [IMPCallback(PLAN)])
+
+
+def test_refuses_unknown_selection():
+    with pytest.raises(ValueError, match="`selection` must be one of"):
+        IMPCallback(PLAN, selection="random")
+
+
+def test_refuses_keras3_model():
+    import keras as keras3
+
+    callback = IMPCallback(PLAN)
+    callback.set_model(keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)]))
+    callback.set_params({"epochs": 6, "steps": 4})
+    with pytest.raises(TypeError, match="`model` is a Keras 3 object"):
+        callback.on_train_begin()
+
+
+def test_masks_from_another_run_are_detected():
+    model, schedule = build()
+    entry = masked_weights(model)[0]
+    entry.mask.assign(np.zeros(entry.mask.shape, np.float32))
+    with pytest.raises(ValueError, match="At the start of epoch 0, 48 of 144 prunable weights are alive, but after 0 cycle"):
+        fit(model, [IMPCallback(PLAN, schedule, verbose=0)])
