@@ -25,7 +25,7 @@ class Plan:
     Each cycle removes the same fraction p = 1 - (1 - goal_sparsity)^(1/cycles) of the weights still
     alive, k = round(p * n_alive) of them, so after cycle j the sparsity is 1 - (1 - p)^j and after
     the last it is `goal_sparsity` (up to rounding; `exact_goal=True` makes the last cycle remove
-    exactly what is left to reach round(goal_sparsity * n)).
+    what is left to reach round(goal_sparsity * n), each cycle rounding towards its nominal sparsity).
 
     Epochs are counted from the start of the run: pretraining takes epochs [0, pretrain_epochs),
     cycle j (1-based) starts at `cycle_start_epochs[j - 1]`, where its pruning happens.
@@ -130,16 +130,21 @@ class Plan:
         return 1.0 - (1.0 - self.fraction) ** cycle
 
     def alive_after(self, cycle: int, n_total: int) -> int:
-        """Exact number of weights alive after `cycle` cycles, out of `n_total` prunable weights."""
+        """Exact number of weights alive after `cycle` cycles, out of `n_total` prunable weights.
+
+        Each cycle removes round(p * alive). With `exact_goal`, each cycle instead ends at
+        round(n_total * sparsity_after(cycle)) pruned, the last at round(n_total * goal_sparsity):
+        monotone, and exact at the end.
+        """
         _check_int("cycle", cycle, 0)
         if cycle > self.cycles:
             raise ValueError(f"`cycle` must be at most cycles={self.cycles}. Received: cycle={cycle}")
+        if self.exact_goal:
+            sparsity = self.goal_sparsity if cycle == self.cycles else self.sparsity_after(cycle)
+            return n_total - round(n_total * sparsity)
         alive = n_total
-        for j in range(1, cycle + 1):
-            if self.exact_goal and j == self.cycles:
-                alive = n_total - round(self.goal_sparsity * n_total)
-            else:
-                alive -= round(self.fraction * alive)
+        for _ in range(cycle):
+            alive -= round(self.fraction * alive)
         return alive
 
     def removal_count(self, cycle: int, n_total: int) -> int:

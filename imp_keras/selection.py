@@ -53,10 +53,10 @@ def _prune_lowest(
     tens of millions of weights, fresh allocations cost more than the arithmetic.
     """
     if count == 0:
-        return list(masks)
+        return [m.copy() for m in masks]
     # Dead entries score +inf, so the count-th smallest of everything is the count-th smallest
     # alive score: one in-place partition of one buffer, no boolean gathers, no extra copies.
-    dtype = np.result_type(*scores)
+    dtype = np.result_type(*scores, np.float32)  # +inf marks dead entries, so never an integer type
     candidates = np.empty(sum(s.size for s in scores), dtype=dtype)
     offset = 0
     for s, m in zip(scores, masks):
