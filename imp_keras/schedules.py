@@ -215,8 +215,11 @@ class RetrainSchedule(Schedule, tf.Module):
         if self.kind != "allr":
             raise ValueError(f"record_allr applies to kind='allr' only, not kind={self.kind!r}.")
         peak = allr_peak(d, self.max_learning_rate, self.plan.fraction, self.plan.retrain_epochs[cycle - 1], self.base_epochs)
-        self.eta_star[cycle - 1].assign(peak)
-        self.allr_d[cycle - 1].assign(d)
+        # Whole-vector assigns: a slice of a mirrored variable (created in a strategy scope) is a tensor.
+        for variable, value in ((self.eta_star, peak), (self.allr_d, d)):
+            values = variable.numpy()
+            values[cycle - 1] = value
+            variable.assign(values)
         return peak
 
     def _base_at(self, step: tf.Tensor) -> tf.Tensor:

@@ -293,3 +293,44 @@ def test_masks_from_another_run_are_detected():
     entry.mask.assign(np.zeros(entry.mask.shape, np.float32))
     with pytest.raises(ValueError, match="At the start of epoch 0, 48 of 144 prunable weights are alive, but after 0 cycle"):
         fit(model, [IMPCallback(PLAN, schedule, verbose=0)])
+
+
+def test_start_from_trained_dense_model():
+    keras.utils.set_random_seed(0)
+    x, y = dataset()
+    dense = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu", name="fc"), keras.layers.Dense(3, name="out")])
+    base = keras.optimizers.schedules.PiecewiseConstantDecay([4], [0.1, 0.05])
+    dense.compile(keras.optimizers.SGD(base, momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    dense.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    trained_kernel = dense.get_layer("fc").kernel.numpy()
+
+    plan = Plan(goal_sparsity=0.9, cycles=2, pretrain_epochs=0, retrain_epochs=2)
+    model = imp_keras.prunable(dense)
+    lr = RetrainSchedule(base, plan, STEPS, "lrw", base_epochs=2)
+    model.compile(keras.optimizers.SGD(lr, momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    probe = Probe()
+    history = fit(model, [IMPCallback(plan, lr, verbose=0), probe], plan=plan)
+    # The first pruning ranks the trained weights: the kept fc weights are the largest trained ones.
+    fc_mask = probe.masks[0][0]
+    assert np.abs(trained_kernel[fc_mask]).min() >= np.abs(trained_kernel[~fc_mask]).max() or fc_mask.all()
+    np.testing.assert_allclose(history.history["sparsity"], [98 / 144, 98 / 144, 129 / 144, 129 / 144])
+    # LRW: N = L = 8 steps, so each cycle replays the base: epoch-end steps k = 3 and 7 give
+    # eta_o(3) = 0.1 (steps <= 4) and eta_o(7) = 0.05.
+    np.testing.assert_allclose(history.history["lr"], [0.1, 0.05, 0.1, 0.05])
+
+
+def test_bimp_end_to_end():
+    plan = Plan.budgeted(0.9, total_epochs=7, pretrain_epochs=3, cycles=2)
+    assert plan.retrain_epochs == (2, 2)
+    keras.utils.set_random_seed(0)
+    model = imp_keras.prunable(keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu", name="fc"), keras.layers.Dense(3, name="out")]))
+    lr = RetrainSchedule.budgeted(0.1, plan, STEPS)
+    model.compile(keras.optimizers.SGD(lr, momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = fit(model, [IMPCallback(plan, lr, verbose=0)], plan=plan)
+    h = history.history
+    assert h["cycle"] == [0, 0, 0, 1, 1, 2, 2]
+    # Dense phase: linear from 0.1 to 0 over 12 steps; last steps 3, 7, 11.
+    np.testing.assert_allclose(h["lr"][:3], [0.1 * (1 - 3 / 12), 0.1 * (1 - 7 / 12), 0.1 * (1 - 11 / 12)], rtol=1e-5)
+    for epoch, cycle in ((3, 1), (5, 2)):
+        peak = imp_keras.allr_peak(h["allr_d"][epoch], 0.1, plan.fraction, 2, 3)
+        assert h["eta_star"][epoch] == pytest.approx(peak, rel=1e-6)
