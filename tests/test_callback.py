@@ -29,12 +29,15 @@ def dataset():
     return x, y
 
 
-def build(kind="slr", plan=PLAN, steps=STEPS):
+def mlp():
     keras.utils.set_random_seed(0)
-    base = keras.Sequential(
+    return keras.Sequential(
         [keras.Input((6,)), keras.layers.Dense(16, activation="relu", name="fc"), keras.layers.Dense(3, name="out")]
     )
-    model = imp_keras.prunable(base)
+
+
+def build(kind="slr", plan=PLAN, steps=STEPS):
+    model = imp_keras.prunable(mlp())
     schedule = RetrainSchedule(
         keras.optimizers.schedules.PiecewiseConstantDecay([4], [0.1, 0.05]), plan, steps, kind
     )
@@ -145,8 +148,7 @@ def test_allr_measures_d_and_peak_at_each_pruning():
 def test_allr_peak_below_eta_max_with_long_pretraining():
     # T = 20 epochs makes the lower bound 0.1 * 2 / 20 = 0.01, so the peak is 0.1 * d / sqrt(p) when below 0.1.
     plan = Plan(goal_sparsity=0.9, cycles=2, pretrain_epochs=0, retrain_epochs=2)
-    keras.utils.set_random_seed(0)
-    model = imp_keras.prunable(keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, name="fc"), keras.layers.Dense(3, name="out")]))
+    model = imp_keras.prunable(mlp())
     schedule = RetrainSchedule(0.1, plan, STEPS, "allr", base_epochs=20)
     model.compile(keras.optimizers.SGD(schedule), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = fit(model, [IMPCallback(plan, schedule, verbose=0)], plan=plan)
@@ -296,9 +298,8 @@ def test_masks_from_another_run_are_detected():
 
 
 def test_start_from_trained_dense_model():
-    keras.utils.set_random_seed(0)
     x, y = dataset()
-    dense = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu", name="fc"), keras.layers.Dense(3, name="out")])
+    dense = mlp()
     base = keras.optimizers.schedules.PiecewiseConstantDecay([4], [0.1, 0.05])
     dense.compile(keras.optimizers.SGD(base, momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     dense.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
@@ -322,8 +323,7 @@ def test_start_from_trained_dense_model():
 def test_bimp_end_to_end():
     plan = Plan.budgeted(0.9, total_epochs=7, pretrain_epochs=3, cycles=2)
     assert plan.retrain_epochs == (2, 2)
-    keras.utils.set_random_seed(0)
-    model = imp_keras.prunable(keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu", name="fc"), keras.layers.Dense(3, name="out")]))
+    model = imp_keras.prunable(mlp())
     lr = RetrainSchedule.budgeted(0.1, plan, STEPS)
     model.compile(keras.optimizers.SGD(lr, momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = fit(model, [IMPCallback(plan, lr, verbose=0)], plan=plan)
