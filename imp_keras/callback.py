@@ -2,6 +2,8 @@
 
 import math
 import os
+import shutil
+import tempfile
 import warnings
 
 import numpy as np
@@ -79,11 +81,16 @@ class IMPCallback(keras.callbacks.Callback):
                 raise TypeError(f"`schedule` must be an imp_keras.RetrainSchedule or None. Received: schedule={schedule!r}")
             if schedule.plan != plan:
                 raise ValueError(f"`schedule` was built for another plan: {schedule.plan} != {plan}")
+        if not isinstance(reset_optimizer, bool):
+            raise ValueError(f"`reset_optimizer` must be a bool. Received: reset_optimizer={reset_optimizer!r}")
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
         self.plan = plan
+        self._given_schedule = schedule
         self.schedule = schedule
         self.selection = selection
         self._criterion = get_criterion(selection)
-        self.reset_optimizer = bool(reset_optimizer)
+        self.reset_optimizer = reset_optimizer
         self.ladder_dir = None if ladder_dir is None else os.fspath(ladder_dir)
         self.verbose = verbose
         self._entries: list[masking.MaskedWeight] = []
@@ -102,14 +109,17 @@ class IMPCallback(keras.callbacks.Callback):
             )
         optimizer = self.model.optimizer
         require_tf_keras(optimizer, "model.optimizer", (keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer))
-        if self.schedule is not None:
-            inner = masking._inner(optimizer)
-            used = getattr(inner, "_learning_rate", None) if not masking._is_legacy(inner) else inner._hyper.get("learning_rate")
-            if used is not self.schedule:
-                raise ValueError(
-                    "The model's optimizer does not use `schedule` as its learning rate; compile with "
-                    "e.g. `keras.optimizers.SGD(learning_rate=schedule, ...)`, or pass schedule=None."
-                )
+        used = self._optimizer_learning_rate()
+        self.schedule = self._given_schedule
+        if self.schedule is None and isinstance(used, RetrainSchedule):
+            if used.plan != self.plan:
+                raise ValueError(f"The optimizer's RetrainSchedule was built for another plan: {used.plan} != {self.plan}")
+            self.schedule = used  # e.g. ALLR needs the callback to record its peaks
+        if self.schedule is not None and used is not self.schedule:
+            raise ValueError(
+                "The model's optimizer does not use `schedule` as its learning rate; compile with "
+                "e.g. `keras.optimizers.SGD(learning_rate=schedule, ...)`, or pass schedule=None."
+            )
         epochs = self.params.get("epochs")
         if epochs is not None and epochs > self.plan.total_epochs:
             raise ValueError(f"`epochs`={epochs} passed to fit exceeds plan.total_epochs={self.plan.total_epochs}.")
@@ -120,17 +130,24 @@ class IMPCallback(keras.callbacks.Callback):
                 f"steps_per_epoch={self.schedule.steps_per_epoch}; they must match."
             )
 
-    def _check_step(self, epoch: int) -> None:
+    def _optimizer_learning_rate(self):
+        inner = masking._inner(self.model.optimizer)
+        return inner._hyper.get("learning_rate") if masking._is_legacy(inner) else getattr(inner, "_learning_rate", None)
+
+    def _resumed_mid_epoch(self, epoch: int) -> bool:
+        """True when BackupAndRestore restored a mid-epoch checkpoint (save_freq in batches); raises
+        when the optimizer's step does not belong to `epoch` at all."""
         if self.schedule is None:
-            return
+            return False
         steps = int(self.model.optimizer.iterations.numpy())
-        expected = epoch * self.schedule.steps_per_epoch
-        if steps != expected:
+        first = epoch * self.schedule.steps_per_epoch
+        if not first <= steps < first + self.schedule.steps_per_epoch:
             raise ValueError(
                 f"At the start of epoch {epoch} the optimizer has taken {steps} steps, but the schedule expects "
-                f"epoch * steps_per_epoch = {expected}. Make `steps_per_epoch` match the batches fit runs per "
+                f"epoch * steps_per_epoch = {first}. Make `steps_per_epoch` match the batches fit runs per "
                 "epoch, and continue an interrupted run with `initial_epoch` (or BackupAndRestore)."
             )
+        return steps > first
 
     def _check_alive(self, epoch: int, cycles_done: int, alive: int) -> None:
         expected = self.plan.alive_after(cycles_done, self._n_total)
@@ -153,11 +170,13 @@ class IMPCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch >= self.plan.total_epochs:
             raise ValueError(f"Epoch {epoch} is past the plan's last epoch ({self.plan.total_epochs - 1}).")
-        self._check_step(epoch)
+        resumed_mid_epoch = self._resumed_mid_epoch(epoch)
         masks = [e.mask.numpy() != 0 for e in self._entries]
         alive = sum(int(np.count_nonzero(m)) for m in masks)
         cycle = self.plan.cycle_at(epoch)
-        pruning = cycle > 0 and epoch == self.plan.cycle_start_epochs[cycle - 1]
+        # A cycle prunes before its first step, so a run restored in the middle of that epoch has
+        # already pruned (and restored the pruned masks).
+        pruning = cycle > 0 and epoch == self.plan.cycle_start_epochs[cycle - 1] and not resumed_mid_epoch
         self._check_alive(epoch, cycle - 1 if pruning else cycle, alive)
         self._alive = alive
         if pruning:
@@ -193,11 +212,11 @@ class IMPCallback(keras.callbacks.Callback):
             )
 
     def _learning_rate(self) -> float:
-        optimizer = self.model.optimizer
-        if self.schedule is not None:
-            step = max(int(optimizer.iterations.numpy()) - 1, 0)
-            return float(self.schedule(step))
-        return float(keras.backend.get_value(optimizer.learning_rate))
+        """The learning rate of the epoch's last step."""
+        rate = self._optimizer_learning_rate()
+        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+            rate = rate(max(int(self.model.optimizer.iterations.numpy()) - 1, 0))
+        return float(keras.backend.get_value(rate))
 
     def on_epoch_end(self, epoch, logs=None):
         cycle = self.plan.cycle_at(epoch)
@@ -210,12 +229,22 @@ class IMPCallback(keras.callbacks.Callback):
             if self.schedule is not None and self.schedule.kind == "allr":
                 logs["allr_d"] = float(self.schedule.allr_d[cycle - 1]) if cycle else float("nan")
                 logs["eta_star"] = float(self.schedule.eta_star[cycle - 1]) if cycle else float("nan")
-        if self.ladder_dir and self.plan.is_last_epoch_of_cycle(epoch) and _is_chief(self.model.distribute_strategy):
+        if self.ladder_dir and self.plan.is_last_epoch_of_cycle(epoch):
             self._save_rung(cycle, sparsity)
 
     def _save_rung(self, cycle: int, sparsity: float) -> None:
-        os.makedirs(self.ladder_dir, exist_ok=True)
-        path = os.path.join(self.ladder_dir, f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras")
-        partial = path + ".partial.keras"
-        masking.strip(self.model).save(partial)
-        os.replace(partial, path)
+        name = f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras"
+        # Every worker strips and saves: under MultiWorkerMirroredStrategy that takes collective
+        # ops, which must run on all workers. Only the chief keeps its file.
+        if _is_chief(self.model.distribute_strategy):
+            os.makedirs(self.ladder_dir, exist_ok=True)
+            path = os.path.join(self.ladder_dir, name)
+            partial = path + ".partial.keras"
+            masking.strip(self.model).save(partial)
+            os.replace(partial, path)
+        else:
+            scratch = tempfile.mkdtemp(prefix="imp_keras_rung_")
+            try:
+                masking.strip(self.model).save(os.path.join(scratch, name))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)

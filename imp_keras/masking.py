@@ -60,6 +60,9 @@ class MaskHolder(pruning_wrapper.PruneLowMagnitude):
 
     def __init__(self, layer, weight_names: Sequence[str] | None = None, **kwargs):
         kwargs.pop("name", None)  # tfmot derives the name from the wrapped layer's.
+        # The wrapper computes the masked kernel, so it must compute in the layer's own dtype policy
+        # (a per-layer mixed_float16 under a float32 global policy, or the reverse).
+        kwargs.setdefault("dtype", layer.dtype_policy)
         self.weight_names = None if weight_names is None else list(weight_names)
         if self.weight_names is not None:
             names = tuple(self.weight_names)
@@ -79,8 +82,6 @@ class MaskHolder(pruning_wrapper.PruneLowMagnitude):
             self._masked_attributes.append(names)
 
     def call(self, inputs, training=None, **kwargs):
-        if training is None:
-            training = keras.backend.learning_phase()
         if "training" in inspect.signature(self.layer.call).parameters:
             kwargs["training"] = training
         originals = []
@@ -93,7 +94,9 @@ class MaskHolder(pruning_wrapper.PruneLowMagnitude):
                 for name in names:
                     originals.append((name, weight))
                     object.__setattr__(self.layer, name, masked)
-            return self.layer.call(inputs, **kwargs)
+            # Through __call__ (tfmot calls .call): the layer's activity regularizer, input checks and
+            # input casting still apply.
+            return self.layer(inputs, **kwargs)
         finally:
             for name, weight in originals:
                 object.__setattr__(self.layer, name, weight)
@@ -177,6 +180,11 @@ def prunable(
             f"`model` must be a Sequential or Functional tf_keras model; subclassed models cannot be "
             f"cloned with wrappers. Received: model of type {type(model).__name__}"
         )
+    for flag, value in (("depthwise", depthwise), ("embeddings", embeddings)):
+        if not isinstance(value, bool):
+            raise ValueError(f"`{flag}` must be a bool. Received: {flag}={value!r}")
+    if isinstance(exclude, (str, type)):
+        raise ValueError(f"`exclude` must be a list of layer names or classes. Received: exclude={exclude!r}")
     exclude = list(exclude)
     excluded_names = {e for e in exclude if isinstance(e, str)}
     excluded_types = tuple(e for e in exclude if isinstance(e, type))
@@ -185,11 +193,17 @@ def prunable(
     unknown = excluded_names - _all_layer_names(model)
     if unknown:
         raise ValueError(f"`exclude` names layers that are not in the model: {sorted(unknown)}")
-    wrapped = []
+    # A layer reached from several places (shared, or inside a nested model used twice) gets one
+    # wrapper, so its kernel has one mask.
+    replacements: dict[int, keras.layers.Layer] = {}
 
     def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if id(layer) not in replacements:
+            replacements[id(layer)] = _wrap_once(layer)
+        return replacements[id(layer)]
+
+    def _wrap_once(layer: keras.layers.Layer) -> keras.layers.Layer:
         if isinstance(layer, MaskHolder):
-            wrapped.append(layer)
             return layer
         if isinstance(layer, pruning_wrapper.PruneLowMagnitude):
             raise ValueError(
@@ -203,19 +217,34 @@ def prunable(
                 raise ValueError(f"Nested model {layer.name!r} is subclassed; only Sequential and Functional models can be wrapped.")
             return keras.models.clone_model(layer, clone_function=wrap)
         names = _prunable_weight_names(layer, depthwise, embeddings)
-        if names == []:
-            return layer
-        holder = MaskHolder(layer, weight_names=names)
-        wrapped.append(holder)
-        return holder
+        return layer if names == [] else MaskHolder(layer, weight_names=names)
 
     result = keras.models.clone_model(model, clone_function=wrap)
-    if not wrapped:
+    holders = _holders(result)
+    if not holders:
         raise ValueError(
             f"`model` {model.name!r} has no prunable weights: no Dense or Conv kernels (or PrunableLayer) "
             "outside `exclude`."
         )
+    wrapped_inner = {id(h.layer): h.layer.name for h in holders}
+    unwrapped_uses = sorted({wrapped_inner[id(l)] for l in _plain_layers(result) if id(l) in wrapped_inner})
+    if unwrapped_uses:
+        raise ValueError(
+            f"Layers {unwrapped_uses} are pruned in one place of the model but used unwrapped in another "
+            "(an excluded nested model?); their pruned weights would train again. Exclude them everywhere "
+            "or nowhere."
+        )
     return result
+
+
+def _plain_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.extend(_plain_layers(layer))
+        elif not isinstance(layer, MaskHolder):
+            found.append(layer)
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,23 +256,31 @@ class MaskedWeight:
     mask: tf.Variable
 
 
-def _holders(model: keras.Model) -> list[MaskHolder]:
+def _holders(model: keras.Model, seen: set[int] | None = None) -> list[MaskHolder]:
+    """Every MaskHolder once, in model order, however often it is reached."""
+    seen = set() if seen is None else seen
     found = []
     for layer in model.layers:
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
         if isinstance(layer, MaskHolder):
             found.append(layer)
         elif isinstance(layer, keras.Model):
-            found.extend(_holders(layer))
+            found.extend(_holders(layer, seen))
     return found
 
 
 def masked_weights(model: keras.Model) -> list[MaskedWeight]:
     """The prunable tensors of a model built by `prunable`, in model order."""
-    entries = []
+    entries, seen = [], set()
     for holder in _holders(model):
         if not holder.built:
             raise ValueError(f"Layer {holder.name!r} is not built; build the model (give it an input shape) first.")
         for (weight, mask, _), names in zip(holder.pruning_vars, holder._masked_attributes):
+            if weight.ref() in seen:
+                raise ValueError(f"Weight {weight.name!r} is held by two mask holders; wrap each layer once.")
+            seen.add(weight.ref())
             entries.append(MaskedWeight(f"{holder.layer.name}/{names[0]}", weight, mask))
     return entries
 
@@ -270,8 +307,10 @@ def optimizer_slots(optimizer, variable: tf.Variable) -> list[tf.Variable]:
     """The optimizer's state variables for `variable` (momentum, Adam's m and v, EMA, ...)."""
     optimizer = _inner(optimizer)
     if _is_legacy(optimizer):
-        slots = [optimizer.get_slot(variable, name) for name in optimizer.get_slot_names()]
-        return [s for s in slots if s is not None]
+        try:
+            return [optimizer.get_slot(variable, name) for name in optimizer.get_slot_names()]
+        except KeyError:  # a variable the optimizer does not train (a frozen layer)
+            return []
     index = getattr(optimizer, "_index_dict", {}).get(optimizer._var_key(variable))
     if index is None:
         return []
@@ -315,5 +354,6 @@ def apply_masks(entries: Sequence[MaskedWeight], masks: Sequence[np.ndarray] | N
 def strip(model: keras.Model) -> keras.Model:
     """The plain tf_keras model, masks applied and wrappers removed (tfmot's `strip_pruning`, made
     safe against tfmot issue #206: kernels are masked before stripping)."""
+    require_tf_keras(model, "model", keras.Model)
     apply_masks(masked_weights(model))
     return tfmot.sparsity.keras.strip_pruning(model)

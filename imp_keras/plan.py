@@ -7,15 +7,16 @@ decision is a function of the epoch alone, so a resumed run repeats it exactly.
 
 from collections.abc import Sequence
 import dataclasses
+import numbers
 from typing import Any
 
 __all__ = ["Plan"]
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
-    return value
+    return int(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +54,10 @@ class Plan:
 
     def __post_init__(self):
         goal = self.goal_sparsity
-        if isinstance(goal, bool) or not isinstance(goal, (int, float)) or not 0 <= goal < 1:
+        if isinstance(goal, bool) or not isinstance(goal, numbers.Real) or not 0 <= goal < 1:
             raise ValueError(f"`goal_sparsity` must be in [0, 1). Received: goal_sparsity={goal!r}")
-        _check_int("cycles", self.cycles, 1)
-        _check_int("pretrain_epochs", self.pretrain_epochs, 0)
+        object.__setattr__(self, "cycles", _check_int("cycles", self.cycles, 1))
+        object.__setattr__(self, "pretrain_epochs", _check_int("pretrain_epochs", self.pretrain_epochs, 0))
         retrain = self.retrain_epochs
         if isinstance(retrain, Sequence) and not isinstance(retrain, str):
             retrain = tuple(retrain)
@@ -67,8 +68,7 @@ class Plan:
                 )
         else:
             retrain = (retrain,) * self.cycles
-        for value in retrain:
-            _check_int("retrain_epochs", value, 1)
+        retrain = tuple(_check_int("retrain_epochs", value, 1) for value in retrain)
         if not isinstance(self.exact_goal, bool):
             raise ValueError(f"`exact_goal` must be a bool. Received: exact_goal={self.exact_goal!r}")
         object.__setattr__(self, "goal_sparsity", float(goal))

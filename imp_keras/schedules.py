@@ -52,10 +52,23 @@ def _evaluate(base: Schedule | float, num_steps: int) -> np.ndarray:
     return values.numpy().astype(np.float64)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+def _int_at_least(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
     return int(value)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    return _int_at_least(name, value, 1)
+
+
+def _learning_rate(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not value >= 0:
+        raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
+    return float(value)
 
 
 @keras.saving.register_keras_serializable(package="imp_keras")
@@ -115,6 +128,8 @@ class RetrainSchedule(Schedule, tf.Module):
         min_learning_rate: float | None = None,
         name: str | None = None,
     ):
+        if name is not None and not (isinstance(name, str) and name.isidentifier()):
+            raise ValueError(f"`name` must be a Python identifier (letters, digits, underscores). Received: name={name!r}")
         tf.Module.__init__(self, name=name or "RetrainSchedule")
         if not isinstance(plan, Plan):
             raise TypeError(f"`plan` must be an imp_keras.Plan. Received: plan={plan!r}")
@@ -143,12 +158,12 @@ class RetrainSchedule(Schedule, tf.Module):
                     "dense model was trained for with `base`."
                 )
             base_epochs = plan.pretrain_epochs
-        self.base_epochs = int(base_epochs) if base_epochs == 0 else _positive_int("base_epochs", base_epochs)
+        self.base_epochs = _int_at_least("base_epochs", base_epochs, 1 if uses_base else 0)
         if base_warmup_steps is None:
             base_warmup_steps = int(getattr(base, "warmup_steps", 0) or 0)
-        if isinstance(base_warmup_steps, bool) or not isinstance(base_warmup_steps, (int, np.integer)) or base_warmup_steps < 0:
-            raise ValueError(f"`base_warmup_steps` must be an integer >= 0. Received: base_warmup_steps={base_warmup_steps!r}")
-        self.base_warmup_steps = int(base_warmup_steps)
+        self.base_warmup_steps = _int_at_least("base_warmup_steps", base_warmup_steps, 0)
+        max_learning_rate = _learning_rate("max_learning_rate", max_learning_rate)
+        min_learning_rate = _learning_rate("min_learning_rate", min_learning_rate)
         self._base_steps = self.base_epochs * self.steps_per_epoch
 
         if (max_learning_rate is None or min_learning_rate is None) and kind not in _TUNABLE:
@@ -160,8 +175,13 @@ class RetrainSchedule(Schedule, tf.Module):
             if min_learning_rate is None:
                 outside_warmup = values[self.base_warmup_steps :]
                 min_learning_rate = float(outside_warmup.min() if outside_warmup.size else values.min())
-        self.max_learning_rate = None if max_learning_rate is None else float(max_learning_rate)
-        self.min_learning_rate = None if min_learning_rate is None else float(min_learning_rate)
+        if max_learning_rate is not None and min_learning_rate is not None and min_learning_rate > max_learning_rate:
+            raise ValueError(
+                f"`min_learning_rate` must not exceed `max_learning_rate`. Received: "
+                f"min_learning_rate={min_learning_rate}, max_learning_rate={max_learning_rate}"
+            )
+        self.max_learning_rate = max_learning_rate
+        self.min_learning_rate = min_learning_rate
 
         spe = self.steps_per_epoch
         self._pretrain_steps = plan.pretrain_epochs * spe
@@ -202,6 +222,8 @@ class RetrainSchedule(Schedule, tf.Module):
         `Plan.budgeted` plan, then ALLR cycles with T0 as the T of its bound."""
         if plan.pretrain_epochs < 1:
             raise ValueError("BIMP needs plan.pretrain_epochs (T0) >= 1.")
+        if _learning_rate("initial_learning_rate", initial_learning_rate) == 0:
+            raise ValueError("`initial_learning_rate` must be > 0. Received: initial_learning_rate=0")
         base = keras.optimizers.schedules.PolynomialDecay(
             initial_learning_rate, plan.pretrain_epochs * steps_per_epoch, end_learning_rate=0.0, power=1.0
         )

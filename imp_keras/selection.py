@@ -267,6 +267,8 @@ def select(
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= n_alive:
         raise ValueError(f"`count` must be an integer in [0, {n_alive}] (the alive weights). Received: count={count!r}")
     new = criterion(weights, masks, int(count))
+    if len(new) != len(masks):
+        raise ValueError(f"Criterion {selection!r} returned {len(new)} masks for {len(masks)} tensors.")
     if criterion not in CRITERIA.values():
         new = [(np.asarray(n) != 0) & m for n, m in zip(new, masks)]
     removed = n_alive - int(_alive(new).sum())

@@ -202,6 +202,27 @@ class KillAt(keras.callbacks.Callback):
             raise RuntimeError("killed")
 
 
+def _kill_and_resume(tmp_path, kill_epoch, kill_batch, backup_first, save_freq):
+    """The reference run, and a run killed at (kill_epoch, kill_batch) then restarted as a new
+    process would: everything rebuilt, BackupAndRestore on the same directory."""
+    tf.config.experimental.enable_op_determinism()
+
+    def callbacks(schedule, extra=()):
+        imp = IMPCallback(PLAN, schedule, verbose=0)
+        backup = keras.callbacks.BackupAndRestore(os.fspath(tmp_path / "backup"), save_freq=save_freq)
+        return ([backup, imp] if backup_first else [imp, backup]) + list(extra)
+
+    reference, reference_schedule = build(kind="allr")
+    fit(reference, [IMPCallback(PLAN, reference_schedule, verbose=0)])
+    model, schedule = build(kind="allr")
+    with pytest.raises(RuntimeError, match="killed"):
+        fit(model, callbacks(schedule, [KillAt(kill_epoch, kill_batch)]))
+    resumed, resumed_schedule = build(kind="allr")
+    history = fit(resumed, callbacks(resumed_schedule))
+    assert int(resumed.optimizer.iterations.numpy()) == PLAN.total_epochs * STEPS
+    return reference, reference_schedule, resumed, resumed_schedule, history
+
+
 @pytest.mark.parametrize(
     "kill_epoch, kill_batch, backup_first",
     [
@@ -212,26 +233,36 @@ class KillAt(keras.callbacks.Callback):
     ],
 )
 def test_kill_and_resume_ends_identical(tmp_path, kill_epoch, kill_batch, backup_first):
-    tf.config.experimental.enable_op_determinism()
-
-    def callbacks(model, schedule, extra=()):
-        imp = IMPCallback(PLAN, schedule, verbose=0)
-        backup = keras.callbacks.BackupAndRestore(os.fspath(tmp_path / "backup"))
-        return ([backup, imp] if backup_first else [imp, backup]) + list(extra)
-
-    reference, reference_schedule = build(kind="allr")
-    fit(reference, [IMPCallback(PLAN, reference_schedule, verbose=0)])
-
-    model, schedule = build(kind="allr")
-    with pytest.raises(RuntimeError, match="killed"):
-        fit(model, callbacks(model, schedule, [KillAt(kill_epoch, kill_batch)]))
-    resumed, resumed_schedule = build(kind="allr")  # a new process would rebuild everything
-    history = fit(resumed, callbacks(resumed, resumed_schedule))
-    assert len(history.epoch) == PLAN.total_epochs - kill_epoch
+    reference, reference_schedule, resumed, resumed_schedule, history = _kill_and_resume(
+        tmp_path, kill_epoch, kill_batch, backup_first, "epoch"
+    )
+    assert history.epoch[0] == kill_epoch
     for a, b in zip(resumed.weights, reference.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
     np.testing.assert_array_equal(resumed_schedule.eta_star.numpy(), reference_schedule.eta_star.numpy())
-    assert int(resumed.optimizer.iterations.numpy()) == PLAN.total_epochs * STEPS
+
+
+@pytest.mark.parametrize(
+    "kill_epoch, kill_batch, save_freq",
+    [
+        (2, 2, 2),  # restored at step 10: inside cycle 1's pruning epoch, after its pruning
+        (4, 3, 3),  # restored at step 18: inside cycle 2's pruning epoch
+    ],
+)
+def test_resume_from_mid_epoch_checkpoint_keeps_the_plan(tmp_path, kill_epoch, kill_batch, save_freq):
+    # tf_keras restarts a mid-epoch restore from the epoch's first batch, so the data order and the
+    # weights differ from an uninterrupted run; the plan must still hold exactly, with no re-pruning.
+    reference, reference_schedule, resumed, resumed_schedule, history = _kill_and_resume(
+        tmp_path, kill_epoch, kill_batch, True, save_freq
+    )
+    assert history.epoch[0] == kill_epoch
+    assert history.history["sparsity"][-1] == pytest.approx(129 / 144)
+    for entry in masked_weights(resumed):
+        assert np.count_nonzero(entry.weight.numpy()[entry.mask.numpy() == 0]) == 0
+    pruned_before_kill = PLAN.cycle_at(kill_epoch)
+    np.testing.assert_array_equal(
+        resumed_schedule.eta_star.numpy()[:pruned_before_kill], reference_schedule.eta_star.numpy()[:pruned_before_kill]
+    )
 
 
 def test_refuses_to_run_past_the_plan():
@@ -334,3 +365,34 @@ def test_bimp_end_to_end():
     for epoch, cycle in ((3, 1), (5, 2)):
         peak = imp_keras.allr_peak(h["allr_d"][epoch], 0.1, plan.fraction, 2, 3)
         assert h["eta_star"][epoch] == pytest.approx(peak, rel=1e-6)
+
+
+def test_adopts_the_optimizers_retrain_schedule():
+    model, schedule = build(kind="allr")
+    history = fit(model, [IMPCallback(PLAN, verbose=0)])  # no schedule given: ALLR must still record
+    assert not math.isnan(history.history["allr_d"][2])
+    assert float(schedule.allr_d[0]) == pytest.approx(history.history["allr_d"][2])
+
+
+def test_lr_logged_for_any_optimizer_schedule():
+    model = imp_keras.prunable(mlp())
+    decay = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=4, decay_rate=0.5)
+    model.compile(keras.optimizers.legacy.SGD(decay), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = fit(model, [IMPCallback(PLAN, verbose=0)])
+    # Epoch-end steps 3, 7, 11, ...: 0.1 * 0.5 ** (step / 4).
+    np.testing.assert_allclose(history.history["lr"], [0.1 * 0.5 ** ((4 * e + 3) / 4) for e in range(6)], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(reset_optimizer="no"), r"`reset_optimizer` must be a bool. Received: reset_optimizer='no'"),
+        (dict(verbose=3), r"`verbose` must be 0, 1 or 2. Received: verbose=3"),
+        (dict(plan={"goal_sparsity": 0.9}), r"`plan` must be an imp_keras.Plan"),
+    ],
+)
+def test_callback_bad_arguments(kwargs, message):
+    args = dict(plan=PLAN)
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=message):
+        IMPCallback(**args)

@@ -248,3 +248,75 @@ def test_strip_gives_plain_sparse_model(tmp_path):
     plain.save(path)
     reloaded = keras.models.load_model(path)
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-5)
+
+
+def test_shared_layer_gets_one_mask():
+    shared = keras.layers.Dense(4, name="shared")
+    inner = keras.Sequential([keras.Input((4,)), shared, keras.layers.Dense(4, name="a")], name="inner")
+    inputs = keras.Input((4,))
+    model = prunable(keras.Model(inputs, keras.layers.Add()([inner(inputs), shared(inputs)])))
+    assert names(model) == ["shared/kernel", "a/kernel"]
+    assert imp_keras.sparsity_report(model).total == 32
+
+
+def test_nested_model_used_twice_gets_one_mask_per_kernel():
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="shared")], name="inner")
+    first = keras.Sequential([keras.Input((4,)), inner, keras.layers.Dense(4, name="a")], name="first")
+    second = keras.Sequential([keras.Input((4,)), inner, keras.layers.Dense(4, name="b")], name="second")
+    inputs = keras.Input((4,))
+    model = prunable(keras.Model(inputs, keras.layers.Add()([first(inputs), second(inputs)])))
+    assert names(model) == ["shared/kernel", "a/kernel", "b/kernel"]
+
+
+def test_layer_pruned_in_one_place_and_plain_in_another_is_refused():
+    shared = keras.layers.Dense(4, name="shared")
+    inner = keras.Sequential([keras.Input((4,)), shared], name="inner")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Add()([inner(inputs), shared(inputs)]))
+    with pytest.raises(ValueError, match=r"Layers \['shared'\] are pruned in one place of the model but used unwrapped"):
+        prunable(model, exclude=["inner"])
+
+
+def test_per_layer_mixed_precision_policy():
+    model = prunable(keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, name="fc", dtype="mixed_float16"), keras.layers.Dense(2, name="out")]))
+    holder = model.get_layer("mask_holder_fc")
+    assert holder.dtype_policy.name == "mixed_float16"
+    assert model(np.ones((2, 6), np.float32)).dtype == tf.float32  # the float32 head casts back
+
+
+def test_activity_regularizer_of_wrapped_layer_still_applies():
+    model = prunable(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc", kernel_initializer="ones", activity_regularizer=keras.regularizers.L1(0.5))]))
+    model(np.ones((1, 3), np.float32))
+    # output [3, 3] (bias 0), L1 0.5 * 6 = 3, divided by the batch size 1.
+    assert [float(loss) for loss in model.losses] == [3.0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(exclude="fc"), r"`exclude` must be a list of layer names or classes. Received: exclude='fc'"),
+        (dict(exclude=[3]), r"`exclude` must hold layer names or layer classes"),
+        (dict(depthwise="yes"), r"`depthwise` must be a bool. Received: depthwise='yes'"),
+        (dict(embeddings=1), r"`embeddings` must be a bool. Received: embeddings=1"),
+    ],
+)
+def test_prunable_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        prunable(mlp(), **kwargs)
+
+
+def test_legacy_optimizer_with_frozen_prunable_layer():
+    model = prunable(mlp())
+    model.get_layer("mask_holder_fc").trainable = False
+    model.compile(keras.optimizers.legacy.SGD(0.1, momentum=0.9), loss="mse")
+    model.fit(np.random.rand(8, 6), np.random.rand(8, 3), batch_size=4, verbose=0)
+    frozen = masked_weights(model)[0]
+    assert optimizer_slots(model.optimizer, frozen.weight) == []
+    apply_masks(masked_weights(model), _half_masks(model), model.optimizer)
+
+
+def test_strip_refuses_keras3_model():
+    import keras as keras3
+
+    with pytest.raises(TypeError, match="`model` is a Keras 3 object"):
+        strip(keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)]))

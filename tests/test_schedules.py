@@ -181,3 +181,25 @@ def test_keras3_base_schedule_refused():
     base = keras3.optimizers.schedules.ExponentialDecay(0.1, 100, 0.9)
     with pytest.raises(TypeError, match="Keras 3 object.*import tf_keras as keras"):
         RetrainSchedule(base, PLAN, 10, "slr")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(max_learning_rate="x"), "`max_learning_rate` must be a number >= 0. Received: max_learning_rate='x'"),
+        (dict(min_learning_rate=0.5, max_learning_rate=0.1), "`min_learning_rate` must not exceed `max_learning_rate`"),
+        (dict(base_epochs=0), "`base_epochs` must be a positive integer. Received: base_epochs=0"),
+        (dict(base_epochs=False), "`base_epochs` must be a positive integer. Received: base_epochs=False"),
+        (dict(name="my schedule"), "`name` must be a Python identifier"),
+        (dict(base_warmup_steps=-1), "`base_warmup_steps` must be an integer >= 0. Received: base_warmup_steps=-1"),
+    ],
+)
+def test_more_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RetrainSchedule(step_base(), PLAN, 10, "slr", **kwargs)
+
+
+def test_budgeted_needs_positive_learning_rate():
+    plan = Plan.budgeted(0.9, total_epochs=20, pretrain_epochs=10, cycles=3)
+    with pytest.raises(ValueError, match="`initial_learning_rate` must be"):
+        RetrainSchedule.budgeted(-1.0, plan, 5)

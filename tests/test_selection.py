@@ -556,3 +556,10 @@ def test_custom_criterion_revivals_do_not_offset_a_shortfall():
     # ... but not for count=2: the revival does not make up for the missing removal.
     with pytest.raises(ValueError, match="removed 1 alive weights instead of count=2"):
         select(revive_only, w, old, 2)
+
+
+def test_custom_criterion_returning_too_few_masks_raises():
+    weights = [np.array([1.0, 2.0]), np.array([3.0])]
+    masks = [np.ones(2, bool), np.ones(1, bool)]
+    with pytest.raises(ValueError, match="returned 1 masks for 2 tensors"):
+        select(lambda w, m, c: [np.array([False, True])], weights, masks, 1)
