@@ -41,14 +41,14 @@ def test_multi_worker_masks_agree_and_chief_keeps_the_ladder(tmp_path):
         )
         for i in range(2)
     ]
+    try:
+        results = [worker.communicate(timeout=300) for worker in workers]
+    finally:  # a worker left hanging (its peer failed) must not outlive the test
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
     outputs = []
-    for worker in workers:
-        try:
-            out, err = worker.communicate(timeout=300)
-        finally:
-            for w in workers:
-                if w.poll() is None:
-                    w.kill()
+    for worker, (out, err) in zip(workers, results):
         assert worker.returncode == 0, err[-3000:]
         outputs.append(json.loads(out.strip().splitlines()[-1]))
     # Plan 50 % in 2 cycles over 48 weights: p = 0.29289, 48 - round(14.06) = 34, 34 - round(9.96) = 24.
