@@ -320,3 +320,38 @@ def test_strip_refuses_keras3_model():
 
     with pytest.raises(TypeError, match="`model` is a Keras 3 object"):
         strip(keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)]))
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (lambda: keras.layers.Conv1D(3, 3, name="c"), (8, 2)),
+        (lambda: keras.layers.Conv3D(3, 2, name="c"), (4, 4, 4, 2)),
+        (lambda: keras.layers.Conv2DTranspose(3, 3, name="c"), (5, 5, 2)),
+    ],
+)
+def test_other_convolutions_are_pruned_and_held(layer, shape):
+    model = prunable(keras.Sequential([keras.Input(shape), layer(), keras.layers.Flatten(), keras.layers.Dense(2, name="out")]))
+    assert names(model) == ["c/kernel", "out/kernel"]
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+    entries = masked_weights(model)
+    masks = _half_masks(model)
+    apply_masks(entries, masks, model.optimizer)
+    model.fit(np.random.rand(8, *shape), np.random.rand(8, 2), batch_size=4, epochs=2, verbose=0)
+    assert np.count_nonzero(entries[0].weight.numpy()[~masks[0]]) == 0
+
+
+class HiddenWeight(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+    def build(self, input_shape):
+        self.store = [self.add_weight("w", shape=(input_shape[-1], 2))]
+
+    def call(self, x):
+        return x @ self.store[0]
+
+    def get_prunable_weights(self):
+        return self.store
+
+
+def test_prunable_weight_that_is_not_a_layer_attribute_is_refused():
+    with pytest.raises(ValueError, match="is not an attribute of the layer"):
+        prunable(keras.Sequential([keras.Input((3,)), HiddenWeight(name="hidden")]))
