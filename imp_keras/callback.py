@@ -236,15 +236,13 @@ class IMPCallback(keras.callbacks.Callback):
         name = f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras"
         # Every worker strips and saves: under MultiWorkerMirroredStrategy that takes collective
         # ops, which must run on all workers. Only the chief keeps its file.
-        if _is_chief(self.model.distribute_strategy):
-            os.makedirs(self.ladder_dir, exist_ok=True)
-            path = os.path.join(self.ladder_dir, name)
-            partial = path + ".partial.keras"
-            masking.strip(self.model).save(partial)
-            os.replace(partial, path)
-        else:
-            scratch = tempfile.mkdtemp(prefix="imp_keras_rung_")
-            try:
-                masking.strip(self.model).save(os.path.join(scratch, name))
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+        chief = _is_chief(self.model.distribute_strategy)
+        directory = self.ladder_dir if chief else tempfile.mkdtemp(prefix="imp_keras_rung_")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            path = os.path.join(directory, name)
+            masking.strip(self.model).save(path + ".partial.keras")
+            os.replace(path + ".partial.keras", path)
+        finally:
+            if not chief:
+                shutil.rmtree(directory, ignore_errors=True)

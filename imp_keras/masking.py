@@ -26,6 +26,7 @@ __all__ = [
     "MaskedWeight",
     "apply_masks",
     "build_optimizer",
+    "layers_of",
     "masked_weights",
     "optimizer_slots",
     "prunable",
@@ -133,15 +134,27 @@ def _is_graph_model(model: keras.Model) -> bool:
     return isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)
 
 
+def layers_of(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of `model` and of its nested models, once each, in model order (nested models
+    are listed before their layers; a MaskHolder's wrapped layer is not listed)."""
+    found, seen = [], set()
+
+    def visit(parent: keras.Model) -> None:
+        for layer in parent.layers:
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            found.append(layer)
+            if isinstance(layer, keras.Model):
+                visit(layer)
+
+    visit(model)
+    return found
+
+
 def _all_layer_names(model: keras.Model) -> set[str]:
-    names = set()
-    for layer in model.layers:
-        names.add(layer.name)
-        if isinstance(layer, MaskHolder):
-            names.add(layer.layer.name)
-        if isinstance(layer, keras.Model):
-            names |= _all_layer_names(layer)
-    return names
+    layers = layers_of(model)
+    return {l.name for l in layers} | {l.layer.name for l in layers if isinstance(l, MaskHolder)}
 
 
 def prunable(
@@ -227,7 +240,7 @@ def prunable(
             "outside `exclude`."
         )
     wrapped_inner = {id(h.layer): h.layer.name for h in holders}
-    unwrapped_uses = sorted({wrapped_inner[id(l)] for l in _plain_layers(result) if id(l) in wrapped_inner})
+    unwrapped_uses = sorted({wrapped_inner[id(l)] for l in layers_of(result) if id(l) in wrapped_inner})
     if unwrapped_uses:
         raise ValueError(
             f"Layers {unwrapped_uses} are pruned in one place of the model but used unwrapped in another "
@@ -235,16 +248,6 @@ def prunable(
             "or nowhere."
         )
     return result
-
-
-def _plain_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found.extend(_plain_layers(layer))
-        elif not isinstance(layer, MaskHolder):
-            found.append(layer)
-    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,19 +259,8 @@ class MaskedWeight:
     mask: tf.Variable
 
 
-def _holders(model: keras.Model, seen: set[int] | None = None) -> list[MaskHolder]:
-    """Every MaskHolder once, in model order, however often it is reached."""
-    seen = set() if seen is None else seen
-    found = []
-    for layer in model.layers:
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if isinstance(layer, MaskHolder):
-            found.append(layer)
-        elif isinstance(layer, keras.Model):
-            found.extend(_holders(layer, seen))
-    return found
+def _holders(model: keras.Model) -> list[MaskHolder]:
+    return [layer for layer in layers_of(model) if isinstance(layer, MaskHolder)]
 
 
 def masked_weights(model: keras.Model) -> list[MaskedWeight]:

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from imp_keras._keras import keras, require_tf_keras
-from imp_keras.masking import MaskHolder, _prunable_weight_names, masked_weights
+from imp_keras.masking import MaskHolder, _prunable_weight_names, layers_of, masked_weights
 
 __all__ = ["LayerSparsity", "SparsityReport", "sparsity_report"]
 
@@ -65,18 +65,13 @@ class SparsityReport:
 
 def _plain_tensors(model: keras.Model) -> list[LayerSparsity]:
     found = []
-    for layer in model.layers:
+    for layer in layers_of(model):
         if isinstance(layer, keras.Model):
-            found.extend(_plain_tensors(layer))
             continue
         for attribute in _prunable_weight_names(layer, depthwise=True, embeddings=False) or []:
             value = np.asarray(getattr(layer, attribute).numpy())
             found.append(LayerSparsity(f"{layer.name}/{attribute}", value.shape, value.size, value.size - int(np.count_nonzero(value))))
     return found
-
-
-def _has_holders(model: keras.Model) -> bool:
-    return any(isinstance(l, MaskHolder) or (isinstance(l, keras.Model) and _has_holders(l)) for l in model.layers)
 
 
 def sparsity_report(model: keras.Model) -> SparsityReport:
@@ -91,7 +86,7 @@ def sparsity_report(model: keras.Model) -> SparsityReport:
     ...
     """
     require_tf_keras(model, "model", keras.Model)
-    if _has_holders(model):
+    if any(isinstance(layer, MaskHolder) for layer in layers_of(model)):
         layers = []
         for entry in masked_weights(model):
             mask = entry.mask.numpy()
