@@ -2,14 +2,12 @@
 
 import math
 import os
-import shutil
-import tempfile
 import warnings
 
 import numpy as np
 import tensorflow as tf
 
-from imp_keras import masking
+from imp_keras import distribution, masking
 from imp_keras._keras import keras, require_tf_keras
 from imp_keras.plan import Plan
 from imp_keras.schedules import RetrainSchedule
@@ -19,15 +17,6 @@ __all__ = ["IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN"]
 
 PHASE_PRETRAIN = 0
 PHASE_RETRAIN = 1
-
-
-def _is_chief(strategy: tf.distribute.Strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
 
 
 class IMPCallback(keras.callbacks.Callback):
@@ -109,7 +98,7 @@ class IMPCallback(keras.callbacks.Callback):
             )
         optimizer = self.model.optimizer
         require_tf_keras(optimizer, "model.optimizer", (keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer))
-        used = self._optimizer_learning_rate()
+        used = masking.learning_rate_setting(self.model.optimizer)
         self.schedule = self._given_schedule
         if self.schedule is None and isinstance(used, RetrainSchedule):
             if used.plan != self.plan:
@@ -129,10 +118,6 @@ class IMPCallback(keras.callbacks.Callback):
                 f"fit runs {steps} steps per epoch but the schedule was built with "
                 f"steps_per_epoch={self.schedule.steps_per_epoch}; they must match."
             )
-
-    def _optimizer_learning_rate(self):
-        inner = masking._inner(self.model.optimizer)
-        return inner._hyper.get("learning_rate") if masking._is_legacy(inner) else getattr(inner, "_learning_rate", None)
 
     def _resumed_mid_epoch(self, epoch: int) -> bool:
         """True when BackupAndRestore restored a mid-epoch checkpoint (save_freq in batches); raises
@@ -211,13 +196,6 @@ class IMPCallback(keras.callbacks.Callback):
                 f"{self._alive}/{self._n_total} alive, sparsity {1 - self._alive / self._n_total:.4f}{message}"
             )
 
-    def _learning_rate(self) -> float:
-        """The learning rate of the epoch's last step."""
-        rate = self._optimizer_learning_rate()
-        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-            rate = rate(max(int(self.model.optimizer.iterations.numpy()) - 1, 0))
-        return float(keras.backend.get_value(rate))
-
     def on_epoch_end(self, epoch, logs=None):
         cycle = self.plan.cycle_at(epoch)
         sparsity = 1.0 - self._alive / self._n_total
@@ -225,7 +203,7 @@ class IMPCallback(keras.callbacks.Callback):
             logs["sparsity"] = sparsity
             logs["cycle"] = cycle
             logs["phase"] = PHASE_RETRAIN if cycle else PHASE_PRETRAIN
-            logs["lr"] = self._learning_rate()
+            logs["lr"] = masking.last_learning_rate(self.model.optimizer)
             if self.schedule is not None and self.schedule.kind == "allr":
                 logs["allr_d"] = float(self.schedule.allr_d[cycle - 1]) if cycle else float("nan")
                 logs["eta_star"] = float(self.schedule.eta_star[cycle - 1]) if cycle else float("nan")
@@ -234,15 +212,5 @@ class IMPCallback(keras.callbacks.Callback):
 
     def _save_rung(self, cycle: int, sparsity: float) -> None:
         name = f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras"
-        # Every worker strips and saves: under MultiWorkerMirroredStrategy that takes collective
-        # ops, which must run on all workers. Only the chief keeps its file.
-        chief = _is_chief(self.model.distribute_strategy)
-        directory = self.ladder_dir if chief else tempfile.mkdtemp(prefix="imp_keras_rung_")
-        try:
-            os.makedirs(directory, exist_ok=True)
-            path = os.path.join(directory, name)
-            masking.strip(self.model).save(path + ".partial.keras")
-            os.replace(path + ".partial.keras", path)
-        finally:
-            if not chief:
-                shutil.rmtree(directory, ignore_errors=True)
+        with distribution.chief_directory(self.ladder_dir, self.model.distribute_strategy) as directory:
+            distribution.save_model(masking.strip(self.model), os.path.join(directory, name))

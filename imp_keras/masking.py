@@ -26,7 +26,9 @@ __all__ = [
     "MaskedWeight",
     "apply_masks",
     "build_optimizer",
+    "last_learning_rate",
     "layers_of",
+    "learning_rate_setting",
     "masked_weights",
     "optimizer_slots",
     "prunable",
@@ -283,6 +285,20 @@ def _inner(optimizer):
 
 def _is_legacy(optimizer) -> bool:
     return isinstance(optimizer, keras.optimizers.legacy.Optimizer)
+
+
+def learning_rate_setting(optimizer):
+    """What the optimizer was given as its learning rate: a schedule, a variable or a float."""
+    inner = _inner(optimizer)
+    return inner._hyper.get("learning_rate") if _is_legacy(inner) else getattr(inner, "_learning_rate", None)
+
+
+def last_learning_rate(optimizer) -> float:
+    """The learning rate of the optimizer's last step (of its first step before it has taken any)."""
+    rate = learning_rate_setting(optimizer)
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        rate = rate(max(int(optimizer.iterations.numpy()) - 1, 0))
+    return float(keras.backend.get_value(rate))
 
 
 def build_optimizer(optimizer, variables: Sequence[tf.Variable]) -> None:

@@ -16,7 +16,7 @@ import tensorflow as tf
 from imp_keras._keras import keras, require_tf_keras
 from imp_keras.plan import Plan
 
-__all__ = ["KINDS", "RetrainSchedule", "allr_peak"]
+__all__ = ["KINDS", "RetrainSchedule", "allr_peak", "learning_rates"]
 
 KINDS = ("ft", "lrw", "slr", "clr", "llr", "allr", "constant", "linear", "cosine")
 _PAPER_WARMUP = 0.1
@@ -44,11 +44,12 @@ def allr_peak(d: float, max_learning_rate: float, fraction: float, retrain_epoch
     return float(np.clip(max_learning_rate * d / math.sqrt(fraction), lower, upper))
 
 
-def _evaluate(base: Schedule | float, num_steps: int) -> np.ndarray:
-    if not isinstance(base, Schedule):
-        return np.full(num_steps, float(base), dtype=np.float64)
-    steps = tf.range(num_steps, dtype=tf.int64)
-    values = tf.vectorized_map(lambda s: tf.cast(base(s), tf.float32), steps, fallback_to_while_loop=True)
+def learning_rates(schedule: Schedule | float, steps: np.ndarray) -> np.ndarray:
+    """The learning rate of `schedule` at every optimizer step in `steps`, as float64."""
+    steps = np.asarray(steps, np.int64)
+    if not isinstance(schedule, Schedule):
+        return np.full(steps.shape, float(schedule), dtype=np.float64)
+    values = tf.vectorized_map(lambda s: tf.cast(schedule(s), tf.float32), tf.constant(steps), fallback_to_while_loop=True)
     return values.numpy().astype(np.float64)
 
 
@@ -169,7 +170,7 @@ class RetrainSchedule(Schedule, tf.Module):
         if (max_learning_rate is None or min_learning_rate is None) and kind not in _TUNABLE:
             if base is None:
                 raise ValueError(f"kind={kind!r} without `base` needs `max_learning_rate` and `min_learning_rate`.")
-            values = _evaluate(base, self._base_steps)
+            values = learning_rates(base, np.arange(self._base_steps))
             if max_learning_rate is None:
                 max_learning_rate = float(values.max())
             if min_learning_rate is None:

@@ -1,0 +1,71 @@
+"""Where training runs: the tf.distribute strategy of a run, which worker is the chief, and how
+every worker takes part in a save that only the chief keeps."""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import tensorflow as tf
+
+__all__ = ["STRATEGIES", "chief_directory", "is_chief", "make_strategy", "save_model"]
+
+STRATEGIES = ("none", "mirrored", "multi_worker")
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The strategy for `config.distribution`.
+
+    `none` is the default strategy (one device), `mirrored` replicates over every local GPU (or
+    the logical CPU devices configured before TensorFlow starts), `multi_worker` reads the
+    cluster from the `TF_CONFIG` environment variable.
+    """
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError(
+                "`distribution`='multi_worker' needs the TF_CONFIG environment variable describing the cluster "
+                "and this worker's task. Received: TF_CONFIG unset."
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"`distribution` must be one of {STRATEGIES}. Received: distribution={name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the worker that writes the run's files: the only one, the `chief`, or worker 0 of a
+    cluster without a chief."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+
+
+@contextlib.contextmanager
+def chief_directory(directory: str, strategy: tf.distribute.Strategy) -> Iterator[str]:
+    """`directory` on the chief, a scratch directory removed afterwards on every other worker.
+
+    Saving a distributed model takes collective ops that must run on all workers, so every
+    worker saves; only the chief's files are kept.
+    """
+    chief = is_chief(strategy)
+    target = directory if chief else tempfile.mkdtemp(prefix="imp_keras_worker_")
+    try:
+        os.makedirs(target, exist_ok=True)
+        yield target
+    finally:
+        if not chief:
+            shutil.rmtree(target, ignore_errors=True)
+
+
+def save_model(model, path: str) -> None:
+    """Saves a tf_keras model to `path` (`.keras`) under a temporary name first, so a crash never
+    leaves a file that looks complete."""
+    partial = path + ".partial.keras"
+    model.save(partial)
+    os.replace(partial, path)

@@ -1,0 +1,301 @@
+"""What an experiment is: its config (an `ml_collections.ConfigDict`), checked up front, and the
+Plan, learning-rate schedule and optimizer it describes. Durations are given in epochs in the
+config and become optimizer steps here, in one place.
+
+A config file defines `get_config(arg=None)` and builds on `base_config()`:
+
+    def get_config(arg=None):
+        config = experiment.base_config()
+        config.data.name = "cifar10"
+        ...
+        return experiment.variant(config, arg)   # `--config=file.py:quick` gives the smoke-test size
+"""
+
+import dataclasses
+import numbers
+from typing import Any
+
+import ml_collections
+
+from imp_keras import distribution
+from imp_keras._keras import keras
+from imp_keras.plan import Plan
+from imp_keras.schedules import KINDS, RetrainSchedule
+from imp_keras.selection import CRITERIA
+
+__all__ = [
+    "DECAYS",
+    "METHODS",
+    "OPTIMIZERS",
+    "VARIANTS",
+    "Method",
+    "base_config",
+    "base_schedule",
+    "make_optimizer",
+    "method",
+    "validate",
+    "variant",
+]
+
+METHODS = ("imp", "bimp", "dense")
+DECAYS = ("step", "linear", "cosine", "constant")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+VARIANTS = ("quick",)
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet2012")
+SOURCES = ("files", "tfds", "synthetic")
+_TUNABLE = ("constant", "linear", "cosine")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every field an experiment has, with the defaults of a small MNIST IMP run.
+
+    method: `imp` (prune-retrain cycles), `bimp` (budgeted IMP: `total_epochs` in all, the first
+      `pretrain_epochs` dense with a linear schedule, then ALLR cycles) or `dense` (no pruning; a
+      dense run whose model later runs feed from with `dense_workdir`). One-shot pruning is
+      `imp` with `cycles=1`.
+    total_epochs: for `bimp` the whole budget; for `imp`, when > 0, the retraining epochs
+      (`total_epochs - pretrain_epochs`) are split evenly over the cycles instead of `retrain_epochs`.
+    retrain_kind: FT/LRW/SLR/CLR/LLR/ALLR (`ft`, ..., `allr`) or a tunable schedule
+      (`constant`, `linear`, `cosine`) peaking at `retrain_lr`.
+    dense_workdir: workdir of a finished run whose dense model (end of pretraining) this run prunes,
+      instead of training its own; its data, model, batch and learning-rate settings must match.
+    lr: the dense schedule. `step` multiplies by `step_factor` at the fractions `step_at` of the
+      dense epochs; `linear` and `cosine` go to 0 at their end.
+    """
+    config = ml_collections.ConfigDict()
+    config.name = "experiment"
+    config.seed = 0
+    config.deterministic = False  # tf.config.experimental.enable_op_determinism(): bit-identical resumes
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "mnist"
+    config.data.source = "files"
+    config.data.data_dir = ""
+    config.data.validation_split = 0.0
+    config.data.augment = True
+    config.data.synthetic_examples = 256
+
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "lenet_300_100"
+    config.model.kwargs = ml_collections.ConfigDict()
+
+    config.batch_size = 128  # global, over all replicas
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "sgd"
+    config.optimizer.momentum = 0.9
+    config.optimizer.nesterov = True
+    config.optimizer.weight_decay = 0.0
+
+    config.lr = ml_collections.ConfigDict()
+    config.lr.initial = 0.1
+    config.lr.decay = "step"
+    config.lr.step_at = (0.5, 0.75)
+    config.lr.step_factor = 0.1
+
+    config.method = "imp"
+    config.goal_sparsity = 0.9
+    config.cycles = 3
+    config.pretrain_epochs = 10
+    config.retrain_epochs = 3
+    config.total_epochs = 0
+    config.retrain_kind = "slr"
+    config.retrain_lr = 0.0
+    config.selection = "global"
+    config.exact_goal = False
+    config.reset_optimizer = True
+    config.dense_workdir = ""
+
+    config.distribution = "none"
+    config.mixed_precision = False
+    config.xla = False
+    return config
+
+
+def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+    """`config` itself (arg None or ""), or its `quick` variant: the same experiment at a tiny budget
+    (1 dense epoch, 2 one-epoch cycles, small synthetic data unless the data is MNIST-sized files),
+    so that every config file also serves as a smoke test."""
+    if not arg:
+        return config
+    if arg not in VARIANTS:
+        raise ValueError(f"The config argument must be one of {VARIANTS} or empty. Received: {arg!r}")
+    config.name += "_quick"
+    config.pretrain_epochs = 1
+    config.cycles = 2
+    config.retrain_epochs = 1
+    config.total_epochs = 3 if config.method == "bimp" else 0
+    if config.data.name not in ("mnist", "fashion_mnist"):
+        config.data.source = "synthetic"
+        config.data.synthetic_examples = 64
+        config.batch_size = 16
+    return config
+
+
+def _fail(field: str, requirement: str, value: Any) -> None:
+    raise ValueError(f"`{field}` must be {requirement}. Received: {field}={value!r}")
+
+
+def _check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        _fail(field, f"one of {choices}", value)
+
+
+def _check_int(field: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        _fail(field, f"an integer >= {minimum}", value)
+
+
+def _check_number(field: str, value: Any, low: float, high: float, *, high_open: bool = False) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and low <= value and (value < high if high_open else value <= high)
+    if not ok:
+        _fail(field, f"a number in [{low}, {high}{')' if high_open else ']'}", value)
+
+
+def _check_bool(field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        _fail(field, "True or False", value)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks every field's type, range and the fields' consistency; raises a `ValueError` naming
+    the field and the value received. Run before anything is built or trained."""
+    _check_int("seed", config.seed, 0)
+    _check_bool("deterministic", config.deterministic)
+    _check_choice("data.name", config.data.name, DATASETS)
+    _check_choice("data.source", config.data.source, SOURCES)
+    if config.data.source == "files" and not config.data.data_dir:
+        _fail("data.data_dir", "the folder holding the original files with data.source='files'", config.data.data_dir)
+    _check_number("data.validation_split", config.data.validation_split, 0.0, 1.0, high_open=True)
+    _check_bool("data.augment", config.data.augment)
+    _check_int("data.synthetic_examples", config.data.synthetic_examples, 1)
+    if not isinstance(config.model.name, str) or not config.model.name:
+        _fail("model.name", "the name of a model in imp_keras.models", config.model.name)
+    _check_int("batch_size", config.batch_size, 1)
+    _check_choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
+    _check_number("optimizer.momentum", config.optimizer.momentum, 0.0, 1.0, high_open=True)
+    _check_bool("optimizer.nesterov", config.optimizer.nesterov)
+    _check_number("optimizer.weight_decay", config.optimizer.weight_decay, 0.0, 1.0)
+    _check_number("lr.initial", config.lr.initial, 0.0, float("inf"), high_open=True)
+    if not config.lr.initial > 0:
+        _fail("lr.initial", "> 0", config.lr.initial)
+    _check_choice("lr.decay", config.lr.decay, DECAYS)
+    step_at = tuple(config.lr.step_at)
+    if config.lr.decay == "step" and (
+        not all(isinstance(f, numbers.Real) and 0 < f < 1 for f in step_at) or list(step_at) != sorted(set(step_at))
+    ):
+        _fail("lr.step_at", "increasing fractions of the dense epochs, each in (0, 1)", config.lr.step_at)
+    _check_number("lr.step_factor", config.lr.step_factor, 0.0, 1.0)
+
+    _check_choice("method", config.method, METHODS)
+    _check_number("goal_sparsity", config.goal_sparsity, 0.0, 1.0, high_open=True)
+    _check_int("cycles", config.cycles, 1)
+    _check_int("pretrain_epochs", config.pretrain_epochs, 0)
+    _check_int("retrain_epochs", config.retrain_epochs, 1)
+    _check_int("total_epochs", config.total_epochs, 0)
+    _check_choice("retrain_kind", config.retrain_kind, KINDS)
+    _check_number("retrain_lr", config.retrain_lr, 0.0, float("inf"), high_open=True)
+    if config.retrain_kind in _TUNABLE and config.method == "imp" and not config.retrain_lr > 0:
+        _fail("retrain_lr", f"> 0 for the tunable retrain_kind={config.retrain_kind!r}", config.retrain_lr)
+    if isinstance(config.selection, str):
+        _check_choice("selection", config.selection, tuple(sorted(CRITERIA)))
+    else:
+        _fail("selection", f"one of {tuple(sorted(CRITERIA))}", config.selection)
+    _check_bool("exact_goal", config.exact_goal)
+    _check_bool("reset_optimizer", config.reset_optimizer)
+    if not isinstance(config.dense_workdir, str):
+        _fail("dense_workdir", "a path (or empty)", config.dense_workdir)
+    _check_choice("distribution", config.distribution, distribution.STRATEGIES)
+    _check_bool("mixed_precision", config.mixed_precision)
+    _check_bool("xla", config.xla)
+
+    dense_epochs = config.pretrain_epochs
+    if config.method == "bimp":
+        if config.dense_workdir:
+            _fail("dense_workdir", "empty with method='bimp' (BIMP trains its own T0 dense epochs in its budget)", config.dense_workdir)
+        if config.total_epochs < config.pretrain_epochs + config.cycles:
+            _fail("total_epochs", f"at least pretrain_epochs + cycles = {config.pretrain_epochs + config.cycles} for BIMP", config.total_epochs)
+    if config.method in ("bimp", "dense") or not config.dense_workdir:
+        if dense_epochs < 1:
+            _fail("pretrain_epochs", f">= 1 with method={config.method!r} unless `dense_workdir` gives a trained model", dense_epochs)
+    if config.method == "imp" and config.total_epochs and config.total_epochs < dense_epochs + config.cycles:
+        _fail("total_epochs", f"0 or at least pretrain_epochs + cycles = {dense_epochs + config.cycles}", config.total_epochs)
+    if config.method == "imp" and config.retrain_kind == "lrw":
+        longest = _retrain_epochs(config)[-1]
+        if longest > dense_epochs:
+            _fail("retrain_epochs", f"at most pretrain_epochs={dense_epochs} for LRW (it rewinds within the dense schedule)", longest)
+
+
+def _retrain_epochs(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+    if config.total_epochs and config.method != "dense":
+        return Plan.budgeted(config.goal_sparsity, config.total_epochs, config.pretrain_epochs, config.cycles).retrain_epochs
+    return (config.retrain_epochs,) * config.cycles
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """What a run trains, in epochs and steps.
+
+    plan: the Plan of this run's own epochs (`pretrain_epochs=0` when the dense model comes from
+      `dense_workdir`); None for a dense run.
+    schedule: the learning rate of every optimizer step of this run.
+    dense_epochs: epochs of the dense training, this run's or the reused one's.
+    epochs: epochs this run trains.
+    """
+
+    plan: Plan | None
+    schedule: keras.optimizers.schedules.LearningRateSchedule
+    dense_epochs: int
+    epochs: int
+    steps_per_epoch: int
+
+
+def base_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The dense training's schedule over `config.pretrain_epochs` epochs."""
+    steps = config.pretrain_epochs * steps_per_epoch
+    initial = float(config.lr.initial)
+    if config.lr.decay == "step":
+        boundaries = [round(fraction * steps) for fraction in config.lr.step_at]
+        values = [initial * config.lr.step_factor**i for i in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if config.lr.decay == "linear":
+        return keras.optimizers.schedules.PolynomialDecay(initial, steps, end_learning_rate=0.0, power=1.0)
+    if config.lr.decay == "cosine":
+        return keras.optimizers.schedules.CosineDecay(initial, steps)
+    return keras.optimizers.schedules.PolynomialDecay(initial, steps, end_learning_rate=initial, power=1.0)
+
+
+def method(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Method:
+    """The plan and schedule of `config`; with `dense_workdir`, `config.pretrain_epochs` are the
+    reused run's dense epochs and this run only prunes and retrains."""
+    reuse = bool(config.dense_workdir)
+    dense_epochs = config.pretrain_epochs
+    if config.method == "dense":
+        schedule = base_schedule(config, steps_per_epoch)
+        return Method(None, schedule, dense_epochs, dense_epochs, steps_per_epoch)
+    if config.method == "bimp":
+        plan = Plan.budgeted(config.goal_sparsity, config.total_epochs, dense_epochs, config.cycles, config.exact_goal)
+        schedule = RetrainSchedule.budgeted(config.lr.initial, plan, steps_per_epoch)
+        return Method(plan, schedule, dense_epochs, plan.total_epochs, steps_per_epoch)
+    plan = Plan(config.goal_sparsity, config.cycles, 0 if reuse else dense_epochs, _retrain_epochs(config), config.exact_goal)
+    tunable = config.retrain_kind in _TUNABLE
+    schedule = RetrainSchedule(
+        base_schedule(config, steps_per_epoch),
+        plan,
+        steps_per_epoch,
+        config.retrain_kind,
+        base_epochs=dense_epochs,
+        initial_learning_rate=float(config.retrain_lr) if tunable else None,
+    )
+    return Method(plan, schedule, dense_epochs, plan.total_epochs, steps_per_epoch)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, learning_rate) -> keras.optimizers.Optimizer:
+    """The optimizer of `config.optimizer`; weight decay is decoupled (tf_keras' `weight_decay`,
+    w -= lr * weight_decay * w at every step), applied to every variable."""
+    options = config.optimizer
+    weight_decay = float(options.weight_decay) or None
+    if options.name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=float(options.momentum), nesterov=options.nesterov, weight_decay=weight_decay)
+    if options.name == "adam":
+        return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
+    return keras.optimizers.AdamW(learning_rate, weight_decay=float(options.weight_decay))

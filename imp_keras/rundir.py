@@ -1,0 +1,165 @@
+"""The files of a run's workdir and the callbacks that write them.
+
+    config.json          the resolved config, written before anything else
+    metrics.csv          one row per epoch: phase, cycle, sparsity, lr, loss, accuracy, val_loss, ...
+    tensorboard/         Keras' scalars, plus per-layer sparsity under tensorboard/sparsity
+    ladder/              the stripped model at the end of every cycle (cycleNN_sparsityXX.XX.keras)
+    dense.keras          the stripped model at the end of the dense training (for `dense_workdir`)
+    backup/              BackupAndRestore's state while the run is unfinished
+    results.json         the summary, written last: its presence means the run is finished
+    accuracy_vs_sparsity.png, lr_schedule.png
+
+Only the chief writes; every row of metrics.csv is keyed by its epoch, so a resumed run rewrites
+the rows of the epochs it repeats instead of adding duplicates.
+"""
+
+import csv
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from imp_keras import distribution, masking
+from imp_keras._keras import keras
+from imp_keras.report import sparsity_report
+
+__all__ = [
+    "CONFIG",
+    "DENSE_MODEL",
+    "METRICS",
+    "RESULTS",
+    "DenseSnapshot",
+    "LayerSparsityLogger",
+    "MetricsLogger",
+    "read_json",
+    "read_metrics",
+    "write_json",
+]
+
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+RESULTS = "results.json"
+DENSE_MODEL = "dense.keras"
+LADDER = "ladder"
+BACKUP = "backup"
+TENSORBOARD = "tensorboard"
+
+_FIRST_COLUMNS = ("epoch", "phase", "cycle", "sparsity", "lr", "loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def write_json(path: str, value: Any) -> None:
+    partial = path + ".partial"
+    with open(partial, "w") as f:
+        json.dump(value, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(partial, path)
+
+
+def read_json(path: str) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); the file is damaged. Move it away to start afresh.") from e
+
+
+def read_metrics(path: str) -> list[dict[str, float]]:
+    """The rows of a metrics.csv, numbers as floats (`epoch`, `cycle`, `phase` as ints), by epoch."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        rows = []
+        for row in csv.DictReader(f):
+            parsed = {key: float(value) if value not in ("", None) else float("nan") for key, value in row.items()}
+            for key in ("epoch", "cycle", "phase"):
+                if key in parsed and not np.isnan(parsed[key]):
+                    parsed[key] = int(parsed[key])
+            rows.append(parsed)
+    return sorted(rows, key=lambda row: row["epoch"])
+
+
+class MetricsLogger(keras.callbacks.Callback):
+    """Writes `logs` of every epoch into a CSV file keyed by epoch, with the epoch's wall time.
+
+    Rows of epochs at or after the one being written are dropped first, so a run resumed from a
+    backup older than the last row never duplicates an epoch. Only the chief writes.
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not distribution.is_chief(self.model.distribute_strategy):
+            return
+        row = {"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}, "epoch_seconds": time.time() - self._started}
+        rows = [r for r in read_metrics(self.path) if r["epoch"] < epoch] + [row]
+        keys = set().union(*rows)
+        columns = [c for c in _FIRST_COLUMNS if c in keys] + sorted(keys - set(_FIRST_COLUMNS))
+        partial = self.path + ".partial"
+        with open(partial, "w", newline="") as f:
+            writer = csv.DictWriter(f, columns, restval="")
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({key: _csv_value(value) for key, value in r.items()})
+        os.replace(partial, self.path)
+
+
+def _csv_value(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "" if np.isnan(value) else repr(float(value))
+
+
+class LayerSparsityLogger(keras.callbacks.Callback):
+    """Per-layer sparsity as TensorBoard scalars `sparsity/<tensor>`, every epoch."""
+
+    def __init__(self, log_dir: str):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        if distribution.is_chief(self.model.distribute_strategy):
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._writer is None:
+            return
+        report = sparsity_report(self.model)
+        with self._writer.as_default(step=epoch):
+            for layer in report.layers:
+                tf.summary.scalar(f"sparsity/{layer.name}", layer.sparsity)
+            tf.summary.scalar("sparsity/global", report.sparsity)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class DenseSnapshot(keras.callbacks.Callback):
+    """Saves the stripped model at the end of epoch `epoch` (the last dense one) to `path`."""
+
+    def __init__(self, path: str, epoch: int):
+        super().__init__()
+        self.path = path
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch != self.epoch:
+            return
+        strategy = self.model.distribute_strategy
+        directory, name = os.path.split(self.path)
+        with distribution.chief_directory(directory, strategy) as target:
+            holders = masking.masked_weights(self.model)
+            model = masking.strip(self.model) if holders else self.model
+            distribution.save_model(model, os.path.join(target, name))

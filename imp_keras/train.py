@@ -1,0 +1,389 @@
+"""Runs one experiment from a config file into a workdir.
+
+    python -m imp_keras.train --config=configs/mnist_lenet.py --workdir=runs/mnist_lenet
+    python -m imp_keras.train --config=configs/mnist_lenet.py --workdir=runs/m98 --config.goal_sparsity=0.98
+    python -m imp_keras.train --config=configs/cifar10_resnet20.py:quick --workdir=/tmp/smoke
+
+Re-running the same command after a crash continues from the last finished epoch
+(BackupAndRestore in `<workdir>/backup`); re-running a finished run does nothing and says so.
+From Python: `imp_keras.train.run(config, workdir)`. The workdir's files are listed in
+`imp_keras.rundir`.
+"""
+
+import contextlib
+import errno
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+from ml_collections import config_flags
+
+from imp_keras import data as data_lib
+from imp_keras import distribution, experiment, masking, models, plots, rundir
+from imp_keras._keras import keras
+from imp_keras.callback import PHASE_PRETRAIN, IMPCallback
+from imp_keras.report import sparsity_report
+from imp_keras.schedules import RetrainSchedule, learning_rates
+
+__all__ = ["run"]
+
+_LOCK = ".lock"
+# Fields a run reusing another run's dense model must share with it.
+_DENSE_FIELDS = ("data", "model", "batch_size", "optimizer", "lr", "pretrain_epochs")
+
+
+def _as_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    return json.loads(json.dumps(config.to_dict()))  # tuples become lists, as in config.json
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM
+    return True
+
+
+@contextlib.contextmanager
+def _locked(workdir: str) -> Iterator[None]:
+    """Holds `<workdir>/.lock` for the run. A lock left by a dead process on this host is taken
+    over; a live one (or one from another host) makes the second run refuse."""
+    path = os.path.join(workdir, _LOCK)
+    owner = {"pid": os.getpid(), "host": socket.gethostname()}
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = rundir.read_json(path)
+            except (ValueError, OSError):
+                holder = {}
+            if holder.get("host") == owner["host"] and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]):
+                print(f"imp_keras: taking over the lock {path} left by process {holder['pid']}, which is gone.")
+                os.remove(path)
+                continue
+            raise RuntimeError(
+                f"The workdir {workdir} is in use by another run (lock file {path}: {holder or 'unreadable'}). "
+                "Wait for it to finish, or remove the lock file if that run is certainly gone."
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(owner, f)
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def _record_config(workdir: str, config: dict[str, Any], chief: bool) -> None:
+    path = os.path.join(workdir, rundir.CONFIG)
+    if os.path.exists(path):
+        recorded = rundir.read_json(path)
+        if recorded != config:
+            differences = _differences(recorded, config)
+            raise ValueError(
+                f"The workdir {workdir} holds a run with another config ({path}); differing fields: "
+                f"{', '.join(differences)}. Use a new workdir for a new experiment."
+            )
+    elif chief:
+        rundir.write_json(path, config)
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        found = []
+        for key in sorted(set(a) | set(b)):
+            found += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return found
+    return [] if a == b else [f"{prefix[:-1]} ({a!r} there, {b!r} here)"]
+
+
+def _dense_source(config: ml_collections.ConfigDict, mine: dict[str, Any]) -> tuple[str, float | None]:
+    """The dense model file of `config.dense_workdir` and its accuracy, after checking the two runs agree."""
+    source = os.path.abspath(config.dense_workdir)
+    config_path = os.path.join(source, rundir.CONFIG)
+    model_path = os.path.join(source, rundir.DENSE_MODEL)
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"`dense_workdir` {source} holds no {rundir.CONFIG}: it is not an imp_keras workdir.")
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(
+            f"`dense_workdir` {source} holds no {rundir.DENSE_MODEL}: its dense training has not finished."
+        )
+    theirs = rundir.read_json(config_path)
+    fields = _DENSE_FIELDS + (("seed",) if config.data.validation_split else ())
+    differences = [d for field in fields for d in _differences(theirs.get(field), mine.get(field), field + ".")]
+    if differences:
+        raise ValueError(
+            f"`dense_workdir` {source} was trained with other settings than this run: {', '.join(differences)}. "
+            "The dense model must come from the same data, model, batch size, optimizer and learning-rate schedule."
+        )
+    rows = [row for row in rundir.read_metrics(os.path.join(source, rundir.METRICS)) if row["epoch"] == config.pretrain_epochs - 1]
+    accuracy = rows[0].get("val_accuracy") if rows else None
+    return model_path, accuracy
+
+
+def _resume_epoch(backup_dir: str) -> int:
+    """The epoch a run restarted from `backup_dir` continues at (0 without a backup)."""
+    directory = os.path.join(backup_dir, "chief")
+    latest = tf.train.latest_checkpoint(directory)
+    if latest is None:
+        return 0
+    try:
+        saved = tf.train.load_checkpoint(latest).get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")
+    except (tf.errors.OpError, ValueError) as e:
+        raise RuntimeError(
+            f"The backup {latest} cannot be read ({type(e).__name__}: {e}). It is damaged; move {backup_dir} away "
+            "to restart the run from scratch."
+        ) from e
+    return int(saved) + 1
+
+
+class _DenseLogs(keras.callbacks.Callback):
+    """What IMPCallback publishes, for a run without pruning."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(phase=PHASE_PRETRAIN, cycle=0, sparsity=0.0, lr=masking.last_learning_rate(self.model.optimizer))
+
+
+def _build_model(config: ml_collections.ConfigDict, data: data_lib.Data, dense_model: str | None) -> keras.Model:
+    if dense_model:
+        return keras.models.load_model(dense_model)
+    return models.build(config.model.name, data.input_shape, data.classes, **config.model.kwargs.to_dict())
+
+
+def _summarize(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    method: experiment.Method,
+    data: data_lib.Data,
+    model: keras.Model,
+    dense_accuracy: float | None,
+    wall_seconds: float,
+) -> dict[str, Any]:
+    rows = rundir.read_metrics(os.path.join(workdir, rundir.METRICS))
+    by_epoch = {row["epoch"]: row for row in rows}
+    own_dense = method.plan is None or method.plan.pretrain_epochs > 0
+    if own_dense and method.dense_epochs - 1 in by_epoch:
+        dense_accuracy = by_epoch[method.dense_epochs - 1].get("val_accuracy")
+    cycles = []
+    if method.plan is not None:
+        for cycle, start in enumerate(method.plan.cycle_start_epochs, start=1):
+            last = by_epoch.get(start + method.plan.retrain_epochs[cycle - 1] - 1)
+            if last is not None:
+                cycles.append({
+                    "cycle": cycle, "epoch": last["epoch"], "sparsity": last["sparsity"],
+                    "accuracy": last.get("val_accuracy"), "loss": last.get("val_loss"), "lr": last.get("lr"),
+                })
+    final = rows[-1] if rows else {}
+    report = sparsity_report(model) if method.plan is not None else None
+    return {
+        "name": config.name,
+        "method": config.method,
+        "retrain_kind": config.retrain_kind if config.method == "imp" else ("allr" if config.method == "bimp" else None),
+        "selection": config.selection,
+        "dataset": config.data.name,
+        "model": config.model.name,
+        "eval_split": data.eval_split,
+        "goal_sparsity": config.goal_sparsity if method.plan is not None else 0.0,
+        "dense_accuracy": dense_accuracy,
+        "dense_epochs": method.dense_epochs,
+        "dense_reused_from": os.path.abspath(config.dense_workdir) if config.dense_workdir else None,
+        "cycles": cycles,
+        "final_accuracy": final.get("val_accuracy"),
+        "final_sparsity": report.sparsity if report else 0.0,
+        "epochs": method.epochs,
+        "budget_epochs": method.epochs + (method.dense_epochs if config.dense_workdir else 0),
+        "steps_per_epoch": method.steps_per_epoch,
+        "batch_size": config.batch_size,
+        "train_seconds": float(sum(row.get("epoch_seconds", 0.0) for row in rows)),
+        "wall_seconds": wall_seconds,
+        "layers": report.as_dict()["layers"] if report else [],
+    }
+
+
+def _table(results: dict[str, Any]) -> str:
+    metric = f"accuracy ({results['eval_split']})"
+    lines = [
+        f"{results['name']}: {results['method']}"
+        + (f", {str(results['retrain_kind']).upper()} retraining, {results['selection']} selection" if results["cycles"] else "")
+        + f"; {results['budget_epochs']} epochs in all, {results['train_seconds']:.0f} s of training",
+        f"{'model':<10} {'epoch':>6} {'sparsity':>9} {metric:>20}",
+    ]
+    if results["dense_accuracy"] is not None:
+        source = " (reused)" if results["dense_reused_from"] else ""
+        lines.append(f"{'dense':<10} {results['dense_epochs'] - 1 if not source else '-':>6} {0.0:>9.2%} {results['dense_accuracy']:>20.2%}{source}")
+    for cycle in results["cycles"]:
+        accuracy = cycle["accuracy"]
+        shown = f"{accuracy:.2%}" if accuracy is not None and not math.isnan(accuracy) else "-"
+        lines.append(f"{'cycle ' + str(cycle['cycle']):<10} {cycle['epoch']:>6} {cycle['sparsity']:>9.2%} {shown:>20}")
+    return "\n".join(lines)
+
+
+def _plot(workdir: str, results: dict[str, Any], method: experiment.Method) -> None:
+    title = f"{results['name']} ({results['dataset']}, {results['model']})"
+    if results["cycles"]:
+        plots.plot_accuracy_vs_sparsity(
+            os.path.join(workdir, "accuracy_vs_sparsity.png"), title, results["dense_accuracy"], results["cycles"],
+            f"{results['eval_split']} accuracy",
+        )
+    total_steps = method.epochs * method.steps_per_epoch
+    steps = np.unique(np.linspace(0, total_steps - 1, min(total_steps, 2000)).round().astype(np.int64))
+    starts = list(method.plan.cycle_start_epochs) if method.plan is not None else []
+    plots.plot_lr_schedule(
+        os.path.join(workdir, "lr_schedule.png"), title, steps / method.steps_per_epoch,
+        learning_rates(method.schedule, steps), starts, method.dense_epochs if method.plan is None or method.plan.pretrain_epochs else 0,
+    )
+
+
+def run(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    *,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int = 1,
+) -> dict[str, Any] | None:
+    """Trains the experiment `config` into `workdir` (created if needed) and returns its results.
+
+    A workdir holds one experiment: a config differing from its `config.json` is refused. An
+    unfinished run there continues from its last backup; a finished one (`results.json`) is
+    returned as it is without training.
+
+    Args:
+      config: an experiment config (see `imp_keras.experiment.base_config`).
+      workdir: the run's folder.
+      callbacks: more Keras callbacks for `fit` (e.g. in tests and notebooks).
+      verbose: 1 for Keras progress bars and the summary, 2 for one line per epoch, 0 silent.
+
+    Returns:
+      The contents of `results.json` (None on workers other than the chief, which writes no files).
+    """
+    experiment.validate(config)
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
+    workdir = os.path.abspath(os.fspath(workdir))
+    resolved = _as_dict(config)
+    strategy = distribution.make_strategy(config.distribution)
+    chief = distribution.is_chief(strategy)
+    os.makedirs(workdir, exist_ok=True)
+    with _locked(workdir) if chief else contextlib.nullcontext():
+        _record_config(workdir, resolved, chief)
+        results_path = os.path.join(workdir, rundir.RESULTS)
+        if os.path.exists(results_path):
+            if verbose:
+                print(f"imp_keras: the run in {workdir} has finished ({results_path}); nothing to do.")
+            return rundir.read_json(results_path)
+        policy = keras.mixed_precision.global_policy()
+        try:
+            return _train(config, workdir, resolved, strategy, chief, list(callbacks), verbose)
+        finally:
+            keras.mixed_precision.set_global_policy(policy)
+
+
+def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose):
+    started = time.time()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+
+    data = data_lib.load(
+        config.data.name, config.data.source, config.data.data_dir or None,
+        validation_split=config.data.validation_split, seed=config.seed, augment=config.data.augment,
+        synthetic_examples=config.data.synthetic_examples,
+    )
+    steps_per_epoch = data.steps_per_epoch(config.batch_size)
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"`batch_size` must not exceed the {data.train_examples} training examples. Received: batch_size={config.batch_size}"
+        )
+    dense_model, dense_accuracy = _dense_source(config, resolved) if config.dense_workdir else (None, None)
+    method = experiment.method(config, steps_per_epoch)
+
+    with strategy.scope():
+        model = _build_model(config, data, dense_model)
+        if method.plan is not None:
+            model = masking.prunable(model)
+        model.compile(
+            experiment.make_optimizer(config, method.schedule),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+            jit_compile=config.xla,
+        )
+
+    backup_dir = os.path.join(workdir, rundir.BACKUP)
+    first_epoch = _resume_epoch(backup_dir)
+    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False)]
+    if method.plan is not None:
+        callbacks.append(IMPCallback(
+            method.plan, method.schedule if isinstance(method.schedule, RetrainSchedule) else None, config.selection,
+            reset_optimizer=config.reset_optimizer, ladder_dir=os.path.join(workdir, rundir.LADDER), verbose=min(verbose, 1),
+        ))
+    else:
+        callbacks.append(_DenseLogs())
+    if method.plan is None or method.plan.pretrain_epochs:
+        callbacks.append(rundir.DenseSnapshot(os.path.join(workdir, rundir.DENSE_MODEL), method.dense_epochs - 1))
+    callbacks += [
+        rundir.MetricsLogger(os.path.join(workdir, rundir.METRICS)),
+        keras.callbacks.TensorBoard(os.path.join(workdir, rundir.TENSORBOARD), write_graph=False, profile_batch=0),
+    ]
+    if method.plan is not None:
+        callbacks.append(rundir.LayerSparsityLogger(os.path.join(workdir, rundir.TENSORBOARD, "sparsity")))
+    callbacks += extra_callbacks
+
+    if first_epoch < method.epochs:
+        if verbose and first_epoch:
+            print(f"imp_keras: resuming the run in {workdir} at epoch {first_epoch} of {method.epochs}.")
+        train = _sharded(data.train(config.batch_size, first_epoch, method.epochs - first_epoch))
+        evaluation = _sharded(data.evaluation(config.batch_size))
+        model.fit(
+            train, epochs=method.epochs, steps_per_epoch=steps_per_epoch, validation_data=evaluation,
+            callbacks=callbacks, verbose=verbose,
+        )
+    else:  # the last epoch was backed up, but the run stopped before writing its results
+        tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))).expect_partial()
+
+    results = _summarize(config, workdir, method, data, model, dense_accuracy, time.time() - started)
+    if not chief:
+        return None
+    rundir.write_json(os.path.join(workdir, rundir.RESULTS), results)
+    _plot(workdir, results, method)
+    tf.io.gfile.rmtree(backup_dir)
+    if verbose:
+        print("\n" + _table(results))
+        if method.plan is not None:
+            print("\nPer-layer sparsity of the final model:\n" + str(sparsity_report(model)))
+        print(f"\nRun directory: {workdir}")
+    return results
+
+
+def _sharded(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    # In-memory data has no files to shard by; each worker takes its share of every batch.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:quick]).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run: config, metrics, models, plots.")
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)
