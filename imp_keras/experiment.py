@@ -254,7 +254,8 @@ def base_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> ke
     steps = config.pretrain_epochs * steps_per_epoch
     initial = float(config.lr.initial)
     if config.lr.decay == "step":
-        boundaries = [round(fraction * steps) for fraction in config.lr.step_at]
+        # PiecewiseConstantDecay switches after a boundary: the new rate starts at step round(f * steps).
+        boundaries = [max(round(fraction * steps) - 1, 0) for fraction in config.lr.step_at]
         values = [initial * config.lr.step_factor**i for i in range(len(boundaries) + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     if config.lr.decay == "linear":

@@ -1,0 +1,149 @@
+"""Experiment configs: every config file loads in both variants and passes validation, bad fields
+are refused naming the field, and the plan and schedule match the epochs the config gives."""
+
+import glob
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+from imp_keras import experiment
+from imp_keras.schedules import RetrainSchedule, learning_rates
+
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
+
+
+def load_config(path, arg=None):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def test_there_is_a_config_per_experiment():
+    names = {os.path.basename(path)[:-3] for path in CONFIGS}
+    assert {
+        "mnist_lenet", "fashion_mnist_conv4", "cifar10_resnet20", "cifar10_resnet56",
+        "cifar100_wrn28_10", "cifar10_vgg16", "imagenet_resnet50",
+    } <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.basename(p))
+def test_config_loads_validates_and_documents_its_command(path):
+    config, quick = load_config(path), load_config(path, "quick")
+    experiment.validate(config)
+    experiment.validate(quick)
+    assert quick.name == config.name + "_quick"
+    assert quick.pretrain_epochs == 1 and quick.cycles == 2
+    with open(path) as f:
+        text = f.read()
+    relative = "configs/" + os.path.basename(path)
+    assert f"python -m imp_keras.train --config={relative} --workdir=" in text
+    assert f"--config={relative}:quick" in text
+    assert "Expected" in text
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(ValueError, match="'slow'"):
+        experiment.variant(experiment.base_config(), "slow")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("goal_sparsity", 1.0, "`goal_sparsity` must be a number in \\[0.0, 1.0\\)"),
+        ("cycles", 0, "`cycles` must be an integer >= 1"),
+        ("retrain_kind", "warm", "`retrain_kind` must be one of"),
+        ("selection", "random", "`selection` must be one of"),
+        ("method", "gmp", "`method` must be one of"),
+        ("distribution", "tpu", "`distribution` must be one of"),
+        ("batch_size", 0, "`batch_size` must be an integer >= 1"),
+        ("data.name", "svhn", "`data.name` must be one of"),
+        ("data.validation_split", 1.0, "`data.validation_split`"),
+        ("lr.initial", 0.0, "`lr.initial` must be > 0"),
+        ("lr.step_at", (0.75, 0.5), "`lr.step_at` must be increasing fractions"),
+        ("optimizer.momentum", 1.5, "`optimizer.momentum`"),
+    ],
+)
+def test_bad_field_is_refused_naming_it(field, value, message):
+    config = experiment.base_config()
+    config.data.data_dir = "/data"
+    parent, _, name = field.rpartition(".")
+    setattr(config[parent] if parent else config, name, value)
+    with pytest.raises(ValueError, match=message):
+        experiment.validate(config)
+
+
+def _config(**fields):
+    config = experiment.base_config()
+    config.data.data_dir = "/data"
+    for key, value in fields.items():
+        setattr(config, key, value)
+    return config
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"retrain_kind": "lrw", "pretrain_epochs": 2, "retrain_epochs": 3}, "`retrain_epochs` must be at most pretrain_epochs=2"),
+        ({"method": "bimp", "total_epochs": 12, "pretrain_epochs": 10, "cycles": 3}, "`total_epochs` must be at least pretrain_epochs \\+ cycles = 13"),
+        ({"method": "bimp", "total_epochs": 20, "dense_workdir": "/runs/dense"}, "`dense_workdir` must be empty with method='bimp'"),
+        ({"pretrain_epochs": 0}, "`pretrain_epochs` must be >= 1"),
+        ({"retrain_kind": "linear"}, "`retrain_lr` must be > 0 for the tunable"),
+        ({"total_epochs": 5, "pretrain_epochs": 4, "cycles": 3}, "`total_epochs` must be 0 or at least"),
+    ],
+)
+def test_inconsistent_fields_are_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
+        experiment.validate(_config(**fields))
+
+
+def test_files_source_needs_a_data_dir():
+    config = experiment.base_config()
+    with pytest.raises(ValueError, match="`data.data_dir`"):
+        experiment.validate(config)
+
+
+def test_imp_method_epochs_and_steps():
+    config = _config(pretrain_epochs=4, cycles=2, retrain_epochs=3, retrain_kind="slr")
+    method = experiment.method(config, steps_per_epoch=5)
+    assert method.plan.cycle_start_epochs == (4, 7) and method.epochs == 10 and method.dense_epochs == 4
+    assert isinstance(method.schedule, RetrainSchedule) and method.schedule.steps_per_epoch == 5
+    # Step decay at 50 % and 75 % of the 20 dense steps.
+    rates = learning_rates(method.schedule, np.arange(20))
+    np.testing.assert_allclose(rates, [0.1] * 10 + [0.01] * 5 + [0.001] * 5, rtol=1e-6)
+
+
+def test_total_epochs_split_the_retraining_evenly():
+    method = experiment.method(_config(pretrain_epochs=4, cycles=3, total_epochs=15), steps_per_epoch=2)
+    assert method.plan.retrain_epochs == (3, 3, 5) and method.epochs == 15
+
+
+def test_bimp_uses_the_budget_and_allr():
+    method = experiment.method(_config(method="bimp", pretrain_epochs=4, cycles=2, total_epochs=10), steps_per_epoch=2)
+    assert method.plan.retrain_epochs == (3, 3) and method.schedule.kind == "allr"
+    np.testing.assert_allclose(learning_rates(method.schedule, [0, 4]), [0.1, 0.05], rtol=1e-6)  # linear to 0 over T0
+
+
+def test_reused_dense_model_prunes_from_epoch_zero():
+    method = experiment.method(_config(pretrain_epochs=4, cycles=2, retrain_epochs=2, dense_workdir="/runs/dense"), steps_per_epoch=3)
+    assert method.plan.pretrain_epochs == 0 and method.epochs == 4 and method.dense_epochs == 4
+    assert method.schedule.base_epochs == 4
+
+
+def test_dense_method_has_no_plan():
+    method = experiment.method(_config(method="dense", pretrain_epochs=6), steps_per_epoch=2)
+    assert method.plan is None and method.epochs == 6
+
+
+@pytest.mark.parametrize("name, cls", [("sgd", "SGD"), ("adam", "Adam"), ("adamw", "AdamW")])
+def test_optimizer_from_config(name, cls):
+    config = _config()
+    config.optimizer.name = name
+    config.optimizer.weight_decay = 5e-4
+    optimizer = experiment.make_optimizer(config, 0.1)
+    assert type(optimizer).__name__ == cls
+    assert optimizer.weight_decay == pytest.approx(5e-4)
+    if name == "sgd":
+        assert optimizer.nesterov and optimizer.momentum == pytest.approx(0.9)
