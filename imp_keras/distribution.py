@@ -17,14 +17,17 @@ STRATEGIES = ("none", "mirrored", "multi_worker")
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The strategy for `config.distribution`.
 
-    `none` is the default strategy (one device), `mirrored` replicates over every local GPU (or
-    the logical CPU devices configured before TensorFlow starts), `multi_worker` reads the
+    `none` is the default strategy (one device), `mirrored` replicates over every local GPU (or,
+    without GPUs, every logical CPU device), `multi_worker` reads the
     cluster from the `TF_CONFIG` environment variable.
     """
     if name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # Without GPUs, MirroredStrategy() would take one CPU; logical CPU devices (set up before
+        # TensorFlow starts) stand in for GPUs in tests.
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
             raise ValueError(

@@ -354,6 +354,7 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
         tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))).expect_partial()
 
     results = _summarize(config, workdir, method, data, model, dense_accuracy, time.time() - started)
+    results["replicas"] = strategy.num_replicas_in_sync
     if not chief:
         return None
     rundir.write_json(os.path.join(workdir, rundir.RESULTS), results)

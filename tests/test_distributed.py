@@ -7,6 +7,10 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
+from imp_keras import keras
+
 SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
 
 
@@ -57,3 +61,61 @@ def test_multi_worker_masks_agree_and_chief_keeps_the_ladder(tmp_path):
     assert outputs[0]["eta_star"] == outputs[1]["eta_star"]
     assert sorted(os.listdir(ladders[0])) == ["cycle01_sparsity29.17.keras", "cycle02_sparsity50.00.keras"]
     assert not ladders[1].exists(), "only the chief (worker 0) keeps ladder files"
+
+
+def _final_zeros(workdir):
+    ladder = os.path.join(workdir, "ladder")
+    model = keras.models.load_model(os.path.join(ladder, sorted(os.listdir(ladder))[-1]))
+    return [(layer.kernel.numpy() == 0).ravel().tolist() for layer in model.layers if hasattr(layer, "kernel")]
+
+
+def test_trainer_mirrored_gives_the_single_device_masks(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, os.path.join(SCRIPTS, "train_mirrored.py"), os.fspath(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    single, mirrored = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+    assert single["results"]["replicas"] == 1 and mirrored["results"]["replicas"] == 2
+    assert mirrored["zeros"] == single["zeros"]
+    assert [c["sparsity"] for c in mirrored["results"]["cycles"]] == [c["sparsity"] for c in single["results"]["cycles"]]
+    assert mirrored["allr_d"][2:] == pytest.approx(single["allr_d"][2:], rel=1e-4)
+
+
+QUICK_ON_SYNTHETIC = [
+    "--config=configs/mnist_lenet.py:quick", "--config.data.source=synthetic", "--config.batch_size=32",
+    "--config.deterministic=True",
+]
+
+
+def test_trainer_multi_worker_gives_the_single_device_masks(tmp_path):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    command = [sys.executable, "-m", "imp_keras.train", *QUICK_ON_SYNTHETIC]
+    workers = [
+        subprocess.Popen(
+            [*command, "--config.distribution=multi_worker", f"--workdir={tmp_path / 'multi'}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
+        )
+        for i in range(2)
+    ]
+    try:
+        outputs = [worker.communicate(timeout=600) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for worker, (_, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+    single = subprocess.run([*command, f"--workdir={tmp_path / 'single'}"], capture_output=True, text=True, cwd=repo, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    multi_results = json.loads((tmp_path / "multi" / "results.json").read_text())
+    single_results = json.loads((tmp_path / "single" / "results.json").read_text())
+    assert multi_results["replicas"] == 2 and single_results["replicas"] == 1
+    assert _final_zeros(tmp_path / "multi") == _final_zeros(tmp_path / "single")
+    assert sorted(os.listdir(tmp_path / "multi" / "ladder")) == sorted(os.listdir(tmp_path / "single" / "ladder"))
+    assert "Run directory" in outputs[0][0] and "Run directory" not in outputs[1][0], "only the chief reports"

@@ -1,0 +1,169 @@
+"""The trainer end to end: the run directory it leaves, finished and interrupted runs, reuse of a
+dense run, the workdir lock, and every config's quick variant."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from imp_keras import experiment, keras, rundir, train
+from imp_keras.masking import masked_weights
+
+from conftest import SHARED_DATA
+from test_experiment import CONFIGS, load_config
+
+MNIST = os.path.join(SHARED_DATA, "mnist")
+
+
+def synthetic_config(**fields):
+    """LeNet-300-100 on 256 synthetic MNIST-shaped examples: 8 steps an epoch."""
+    config = experiment.base_config()
+    config.name = "synthetic"
+    config.data.source = "synthetic"
+    config.data.synthetic_examples = 256
+    config.batch_size = 32
+    config.pretrain_epochs = 2
+    config.cycles = 2
+    config.retrain_epochs = 2
+    config.goal_sparsity = 0.75
+    config.deterministic = True
+    for key, value in fields.items():
+        setattr(config, key, value)
+    return config
+
+
+class StopAtEpoch(keras.callbacks.Callback):
+    """Interrupts fit after epoch `epoch` has been backed up, like a crash."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt(f"interrupted after epoch {epoch}")
+
+
+def final_masks_and_weights(workdir):
+    rungs = sorted(os.listdir(os.path.join(workdir, rundir.LADDER)))
+    model = keras.models.load_model(os.path.join(workdir, rundir.LADDER, rungs[-1]))
+    return [w.numpy() for w in model.weights]
+
+
+@pytest.mark.skipif(not os.path.isdir(MNIST), reason="needs ../shared/data/mnist")
+def test_mnist_quick_leaves_the_whole_run_directory(tmp_path, capsys):
+    config = load_config(CONFIGS[[os.path.basename(p) for p in CONFIGS].index("mnist_lenet.py")], "quick")
+    results = train.run(config, tmp_path)
+    printed = capsys.readouterr().out
+
+    files = set(os.listdir(tmp_path))
+    assert {"config.json", "metrics.csv", "results.json", "dense.keras", "ladder", "tensorboard",
+            "accuracy_vs_sparsity.png", "lr_schedule.png"} <= files
+    assert "backup" not in files and ".lock" not in files
+    assert json.loads((tmp_path / "config.json").read_text())["name"] == "mnist_lenet_quick"
+
+    rows = rundir.read_metrics(os.path.join(tmp_path, "metrics.csv"))
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert [r["phase"] for r in rows] == [0, 1, 1] and [r["cycle"] for r in rows] == [0, 1, 2]
+    # 266,200 kernel weights, p = 1 - 0.1 ** 0.5: 266200 - round(0.68377 * 266200) = 84180 alive, then 26620.
+    assert [r["sparsity"] for r in rows] == pytest.approx([0.0, 1 - 84180 / 266200, 0.9])
+    assert {"lr", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"} <= set(rows[0])
+
+    assert sorted(os.listdir(tmp_path / "ladder")) == ["cycle01_sparsity68.38.keras", "cycle02_sparsity90.00.keras"]
+    assert results == json.loads((tmp_path / "results.json").read_text())
+    assert results["dense_accuracy"] > 0.9 and results["final_accuracy"] > 0.9
+    assert [c["sparsity"] for c in results["cycles"]] == pytest.approx([1 - 84180 / 266200, 0.9])
+    assert results["final_sparsity"] == pytest.approx(0.9) and results["epochs"] == results["budget_epochs"] == 3
+    assert results["eval_split"] == "test" and results["steps_per_epoch"] == 468
+    assert {layer["name"] for layer in results["layers"]} == {"fc1/kernel", "fc2/kernel", "logits/kernel"}
+
+    events = [name for _, _, names in os.walk(tmp_path / "tensorboard" / "sparsity") for name in names]
+    assert events and all(name.startswith("events.out.tfevents") for name in events)
+    for image in ("accuracy_vs_sparsity.png", "lr_schedule.png"):
+        assert (tmp_path / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "cycle 2" in printed and "90.00%" in printed and "Run directory" in printed
+
+
+def test_finished_run_is_a_no_op(tmp_path, capsys):
+    config = synthetic_config(pretrain_epochs=1, cycles=1, retrain_epochs=1)
+    first = train.run(config, tmp_path, verbose=0)
+    stamp = os.path.getmtime(tmp_path / "metrics.csv")
+    again = train.run(config, tmp_path)
+    assert again == first
+    assert os.path.getmtime(tmp_path / "metrics.csv") == stamp
+    assert "has finished" in capsys.readouterr().out
+
+
+def test_another_config_in_the_same_workdir_is_refused(tmp_path):
+    config = synthetic_config(pretrain_epochs=1, cycles=1, retrain_epochs=1)
+    train.run(config, tmp_path, verbose=0)
+    config.goal_sparsity = 0.8
+    with pytest.raises(ValueError, match=r"goal_sparsity \(0.75 there, 0.8 here\)"):
+        train.run(config, tmp_path, verbose=0)
+
+
+@pytest.mark.parametrize("stop_after", [0, 2, 4])
+def test_interrupted_run_continues_to_the_same_end(tmp_path, stop_after, capsys):
+    """Interrupted after the dense training's first epoch, after the first cycle's pruning epoch,
+    and after the last epoch (before the results): the re-run ends as an uninterrupted run."""
+    whole = train.run(synthetic_config(), tmp_path / "whole", verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(synthetic_config(), tmp_path / "cut", callbacks=[StopAtEpoch(stop_after)], verbose=0)
+    assert not (tmp_path / "cut" / "results.json").exists()
+    assert not (tmp_path / "cut" / ".lock").exists()
+    resumed = train.run(synthetic_config(), tmp_path / "cut", verbose=1)
+    if stop_after < 5:
+        assert f"resuming the run in {tmp_path / 'cut'} at epoch {stop_after + 1}" in capsys.readouterr().out
+
+    drop = ("train_seconds", "wall_seconds")
+    assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in whole.items() if k not in drop}
+    rows_whole = rundir.read_metrics(os.path.join(tmp_path, "whole", "metrics.csv"))
+    rows_cut = rundir.read_metrics(os.path.join(tmp_path, "cut", "metrics.csv"))
+    assert [r["epoch"] for r in rows_cut] == list(range(6))
+    for a, b in zip(rows_whole, rows_cut):
+        assert {k: v for k, v in a.items() if k != "epoch_seconds"} == {k: v for k, v in b.items() if k != "epoch_seconds"}
+    assert sorted(os.listdir(tmp_path / "cut" / "ladder")) == sorted(os.listdir(tmp_path / "whole" / "ladder"))
+    for a, b in zip(final_masks_and_weights(tmp_path / "whole"), final_masks_and_weights(tmp_path / "cut")):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dense_run_feeds_pruning_runs(tmp_path):
+    dense = train.run(synthetic_config(method="dense"), tmp_path / "dense", verbose=0)
+    assert dense["cycles"] == [] and dense["epochs"] == 2 and (tmp_path / "dense" / "dense.keras").exists()
+    rows = rundir.read_metrics(os.path.join(tmp_path, "dense", "metrics.csv"))
+    assert [r["sparsity"] for r in rows] == [0.0, 0.0] and rows[0]["lr"] == pytest.approx(0.1)
+
+    pruned = train.run(synthetic_config(dense_workdir=os.fspath(tmp_path / "dense")), tmp_path / "imp", verbose=0)
+    assert pruned["dense_accuracy"] == dense["dense_accuracy"]
+    assert pruned["epochs"] == 4 and pruned["budget_epochs"] == 6
+    assert pruned["dense_reused_from"] == os.fspath(tmp_path / "dense")
+    rows = rundir.read_metrics(os.path.join(tmp_path, "imp", "metrics.csv"))
+    assert [r["cycle"] for r in rows] == [1, 1, 2, 2] and rows[-1]["sparsity"] == pytest.approx(0.75)
+    assert not (tmp_path / "imp" / "dense.keras").exists()
+
+    with pytest.raises(ValueError, match=r"batch_size \(32 there, 16 here\)"):
+        train.run(synthetic_config(batch_size=16, dense_workdir=os.fspath(tmp_path / "dense")), tmp_path / "other", verbose=0)
+    with pytest.raises(FileNotFoundError, match="holds no config.json"):
+        train.run(synthetic_config(dense_workdir=os.fspath(tmp_path / "nowhere")), tmp_path / "third", verbose=0)
+
+
+def test_second_run_on_a_workdir_refuses_naming_the_lock(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    lock = tmp_path / ".lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    with pytest.raises(RuntimeError, match=f"in use by another run \\(lock file {lock}"):
+        train.run(synthetic_config(), tmp_path, verbose=0)
+    assert lock.exists()
+
+
+def test_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / ".lock").write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    results = train.run(synthetic_config(pretrain_epochs=1, cycles=1, retrain_epochs=1), tmp_path, verbose=1)
+    assert results["final_sparsity"] == pytest.approx(0.75)
+    assert "taking over the lock" in capsys.readouterr().out
+    assert not (tmp_path / ".lock").exists()
