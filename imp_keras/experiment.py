@@ -19,6 +19,7 @@ import ml_collections
 
 from imp_keras import distribution
 from imp_keras._keras import keras
+from imp_keras.data import DATASETS, SOURCES
 from imp_keras.plan import Plan
 from imp_keras.schedules import KINDS, RetrainSchedule
 from imp_keras.selection import CRITERIA
@@ -41,8 +42,6 @@ METHODS = ("imp", "bimp", "dense")
 DECAYS = ("step", "linear", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 VARIANTS = ("quick",)
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet2012")
-SOURCES = ("files", "tfds", "synthetic")
 _TUNABLE = ("constant", "linear", "cosine")
 
 

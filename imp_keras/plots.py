@@ -38,7 +38,7 @@ def plot_lr_schedule(path: str, title: str, epochs: np.ndarray, rates: np.ndarra
     ends = list(cycle_starts[1:]) + [float(epochs[-1]) if len(epochs) else 0.0]
     for number, (start, end) in enumerate(zip(cycle_starts, ends), start=1):
         axes.axvspan(start, end, color="tab:blue" if number % 2 else "tab:cyan", alpha=0.12)
-        axes.text((start + end) / 2, 1.0, f"{number}", transform=axes.get_xaxis_transform(), ha="center", va="bottom", fontsize=8)
+        axes.text((start + end) / 2, 1.0, f"cycle {number}", transform=axes.get_xaxis_transform(), ha="center", va="bottom", fontsize=8)
     if dense_epochs and cycle_starts and cycle_starts[0] > 0:
         axes.text(cycle_starts[0] / 2, 1.0, "dense", transform=axes.get_xaxis_transform(), ha="center", va="bottom", fontsize=8)
     axes.set_xlabel("epoch")

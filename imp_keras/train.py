@@ -355,6 +355,7 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
 
     results = _summarize(config, workdir, method, data, model, dense_accuracy, time.time() - started)
     results["replicas"] = strategy.num_replicas_in_sync
+    results = json.loads(json.dumps(results))  # as results.json will give it back
     if not chief:
         return None
     rundir.write_json(os.path.join(workdir, rundir.RESULTS), results)

@@ -167,3 +167,17 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
     assert results["final_sparsity"] == pytest.approx(0.75)
     assert "taking over the lock" in capsys.readouterr().out
     assert not (tmp_path / ".lock").exists()
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in CONFIGS if not p.endswith("mnist_lenet.py")], ids=lambda p: os.path.basename(p)[:-3]
+)
+def test_quick_variant_runs_end_to_end(path, tmp_path):
+    """Fashion-MNIST on the shared files; the CIFAR and ImageNet configs on synthetic data of their shape."""
+    config = load_config(path, "quick")
+    if config.data.source == "files" and not os.path.isdir(config.data.data_dir):
+        pytest.skip(f"needs {config.data.data_dir}")
+    results = train.run(config, tmp_path, verbose=0)
+    assert [c["cycle"] for c in results["cycles"]] == [1, 2]
+    assert results["final_sparsity"] == pytest.approx(config.goal_sparsity, abs=1e-4)
+    assert results["epochs"] == 3 and len(os.listdir(tmp_path / "ladder")) == 2
