@@ -439,6 +439,9 @@ class _InMemory:
         return (_InMemory(self._images[~is_validation], self._labels[~is_validation]),
                 _InMemory(self._images[is_validation], self._labels[is_validation]))
 
+    def first(self, count: int) -> "_InMemory":
+        return _InMemory(self._images[:count], self._labels[:count])
+
     def shuffled(self, seed: tf.Tensor) -> tf.data.Dataset:
         """(index, raw, label) in the order of a stateless permutation drawn from `seed`."""
         images, labels = self._tensors
@@ -458,6 +461,9 @@ class _Stream:
 
     def split(self, is_validation: np.ndarray) -> tuple["_Stream", "_Stream"]:
         return _Stream(self._dataset, self._selected & ~is_validation), _Stream(self._dataset, self._selected & is_validation)
+
+    def first(self, count: int) -> "_Stream":
+        return _Stream(self._dataset, self._selected & (np.cumsum(self._selected) <= count))
 
     def _indexed(self) -> tf.data.Dataset:
         selected = tf.constant(self._selected)
@@ -666,6 +672,7 @@ def load(
     augment: bool = True,
     synthetic_examples: int = 256,
     cache: bool = True,
+    max_examples: int = 0,
 ) -> Data:
     """Loads a dataset as a `Data`: sizes plus deterministic training and evaluation pipelines.
 
@@ -683,6 +690,8 @@ def load(
       cache: hold the decoded examples of the small datasets in memory; with False, those from tfds are
         read and decoded every epoch. The "files" and "synthetic" sources are always in memory and
         imagenet2012 always streamed.
+      max_examples: when > 0, keep only the first `max_examples` training and evaluation examples (after
+        the validation split): real data at a smoke-test budget.
 
     Raises:
       FileNotFoundError: the files, or the prepared tfds dataset, are not in `data_dir`.
@@ -696,6 +705,7 @@ def load(
         raise ValueError(f"`validation_split` must be in [0, 1). Received: validation_split={validation_split!r}")
     seed = _check_int("seed", seed, 0)
     synthetic_examples = _check_int("synthetic_examples", synthetic_examples, 1)
+    max_examples = _check_int("max_examples", max_examples, 0)
     for argument, value in (("augment", augment), ("cache", cache)):
         if not isinstance(value, bool):
             raise ValueError(f"`{argument}` must be a bool. Received: {argument}={value!r}")
@@ -710,6 +720,8 @@ def load(
         train, test = _synthetic(name, synthetic_examples, seed)
     if validation_split:
         train, test = train.split(_validation_mask(train.count, validation_split, seed))
+    if max_examples:
+        train, test = train.first(max_examples), test.first(max_examples)
     spec = _SPECS[name]
     return Data(
         name=name,

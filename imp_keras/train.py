@@ -300,7 +300,7 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
     data = data_lib.load(
         config.data.name, config.data.source, config.data.data_dir or None,
         validation_split=config.data.validation_split, seed=config.seed, augment=config.data.augment,
-        synthetic_examples=config.data.synthetic_examples,
+        synthetic_examples=config.data.synthetic_examples, max_examples=config.data.max_examples,
     )
     steps_per_epoch = data.steps_per_epoch(config.batch_size)
     if steps_per_epoch < 1:

@@ -587,3 +587,13 @@ def test_public_constants():
     shapes = {name: load(name, "synthetic", synthetic_examples=4).input_shape for name in DATASETS}
     assert shapes == {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
                       "cifar100": (32, 32, 3), "imagenet2012": (224, 224, 3)}
+
+
+def test_max_examples_keeps_the_first_examples_of_each_split():
+    whole = load("mnist", "synthetic", synthetic_examples=64, seed=3)
+    part = load("mnist", "synthetic", synthetic_examples=64, seed=3, max_examples=10)
+    assert (part.train_examples, part.eval_examples) == (10, 10)
+    first = np.concatenate([y for _, y in whole.evaluation(8).as_numpy_iterator()])[:10]
+    np.testing.assert_array_equal(np.concatenate([y for _, y in part.evaluation(4).as_numpy_iterator()]), first)
+    with pytest.raises(ValueError, match="`max_examples` must be"):
+        load("mnist", "synthetic", max_examples=-1)
