@@ -252,11 +252,13 @@ def prunable(
 
 @dataclasses.dataclass(frozen=True)
 class MaskedWeight:
-    """One prunable tensor: its readable name, the weight variable and the mask variable."""
+    """One prunable tensor: its readable name, the weight variable, the mask variable and the
+    wrapped layer that owns them."""
 
     name: str
     weight: tf.Variable
     mask: tf.Variable
+    layer: keras.layers.Layer
 
 
 def _holders(model: keras.Model) -> list[MaskHolder]:
@@ -273,7 +275,7 @@ def masked_weights(model: keras.Model) -> list[MaskedWeight]:
             if weight.ref() in seen:
                 raise ValueError(f"Weight {weight.name!r} is held by two mask holders; wrap each layer once.")
             seen.add(weight.ref())
-            entries.append(MaskedWeight(f"{holder.layer.name}/{names[0]}", weight, mask))
+            entries.append(MaskedWeight(f"{holder.layer.name}/{names[0]}", weight, mask, holder.layer))
     return entries
 
 
