@@ -1,9 +1,13 @@
 """When to prune during `model.fit`: the Keras callback that runs an IMP plan."""
 
+from collections.abc import Iterator, Mapping
+import contextlib
+import inspect
 import math
 import os
 import shutil
 import tempfile
+from typing import Any
 import warnings
 
 import numpy as np
@@ -11,6 +15,7 @@ import tensorflow as tf
 
 from imp_keras import masking
 from imp_keras._keras import keras, require_tf_keras
+from imp_keras.export import ExportReport, export
 from imp_keras.plan import Plan
 from imp_keras.schedules import RetrainSchedule
 from imp_keras.selection import CRITERIA, Criterion, check_block_size, get_criterion, select, select_blocks
@@ -28,6 +33,18 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver.task_type == "chief":
         return True
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+
+
+def _check_export_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ValueError(f"`export_options` must be a dict of `imp_keras.export` arguments. Received: export_options={options!r}")
+    keywords = [name for name, p in inspect.signature(export).parameters.items() if name not in ("model", "out_dir")]
+    unknown = sorted(set(options) - set(keywords))
+    if unknown:
+        raise ValueError(f"`export_options` has unknown arguments {unknown}; `imp_keras.export` takes {keywords}.")
+    return dict(options)
 
 
 class IMPCallback(keras.callbacks.Callback):
@@ -61,6 +78,11 @@ class IMPCallback(keras.callbacks.Callback):
         for TFLite's sparse kernel; other kernels stay unstructured. Needs `selection="global"`.
       ladder_dir: if given, the stripped model is saved there at the end of every cycle as
         `cycleNN_sparsityXX.XX.keras`: one run gives a model per sparsity.
+      export_dir: if given, when `fit` ends after the plan's last epoch the model is exported there
+        with `imp_keras.export`: verified SavedModel, .keras, H5 and TFLite files and
+        `export_report.json`; the report is kept as `callback.export_report`.
+      export_options: keyword arguments for `imp_keras.export` (`formats`, `representative_data`,
+        `sample_inputs`, `latency_runs`, `verbose`).
       verbose: 1 prints a line at every pruning, 0 is silent.
 
     Example:
@@ -82,6 +104,8 @@ class IMPCallback(keras.callbacks.Callback):
         reset_optimizer: bool = True,
         block_size: tuple[int, int] | None = None,
         ladder_dir: str | os.PathLike | None = None,
+        export_dir: str | os.PathLike | None = None,
+        export_options: Mapping[str, Any] | None = None,
         verbose: int = 1,
     ):
         super().__init__()
@@ -111,6 +135,10 @@ class IMPCallback(keras.callbacks.Callback):
         self.reset_optimizer = reset_optimizer
         self.block_size = block_size
         self.ladder_dir = None if ladder_dir is None else os.fspath(ladder_dir)
+        self.export_dir = None if export_dir is None else os.fspath(export_dir)
+        self.export_options = _check_export_options(export_options)
+        self.export_report: ExportReport | None = None
+        self._finished_plan = False
         self.verbose = verbose
         self._entries: list[masking.MaskedWeight] = []
         self._block_sizes: list[tuple[int, int] | None] = []
@@ -264,18 +292,35 @@ class IMPCallback(keras.callbacks.Callback):
                 logs["eta_star"] = float(self.schedule.eta_star[cycle - 1]) if cycle else float("nan")
         if self.ladder_dir and self.plan.is_last_epoch_of_cycle(epoch):
             self._save_rung(cycle, sparsity)
+        self._finished_plan = epoch == self.plan.total_epochs - 1
 
-    def _save_rung(self, cycle: int, sparsity: float) -> None:
-        name = f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras"
-        # Every worker strips and saves: under MultiWorkerMirroredStrategy that takes collective
-        # ops, which must run on all workers. Only the chief keeps its file.
+    def on_train_end(self, logs=None):
+        if self.export_dir and self._finished_plan:
+            with self._chief_directory(self.export_dir) as (directory, chief):
+                options = dict(self.export_options)
+                options.setdefault("verbose", min(self.verbose, 1))
+                if not chief:
+                    options.update(latency_runs=0, verbose=0)
+                report = export(self.model, directory, **options)
+            self.export_report = report if chief else None
+
+    @contextlib.contextmanager
+    def _chief_directory(self, directory: str) -> Iterator[tuple[str, bool]]:
+        """`directory` on the chief, a temporary one deleted afterwards on other workers. Every
+        worker strips and saves: under MultiWorkerMirroredStrategy that takes collective ops, which
+        must run on all workers. Only the chief keeps its files."""
         chief = _is_chief(self.model.distribute_strategy)
-        directory = self.ladder_dir if chief else tempfile.mkdtemp(prefix="imp_keras_rung_")
+        directory = directory if chief else tempfile.mkdtemp(prefix="imp_keras_")
         try:
             os.makedirs(directory, exist_ok=True)
-            path = os.path.join(directory, name)
-            masking.strip(self.model).save(path + ".partial.keras")
-            os.replace(path + ".partial.keras", path)
+            yield directory, chief
         finally:
             if not chief:
                 shutil.rmtree(directory, ignore_errors=True)
+
+    def _save_rung(self, cycle: int, sparsity: float) -> None:
+        name = f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras"
+        with self._chief_directory(self.ladder_dir) as (directory, _):
+            path = os.path.join(directory, name)
+            masking.strip(self.model).save(path + ".partial.keras")
+            os.replace(path + ".partial.keras", path)

@@ -29,6 +29,7 @@ __all__ = [
     "layers_of",
     "masked_weights",
     "optimizer_slots",
+    "plain_kernels",
     "prunable",
     "reset_optimizer",
     "strip",
@@ -149,6 +150,18 @@ def layers_of(model: keras.Model) -> list[keras.layers.Layer]:
                 visit(layer)
 
     visit(model)
+    return found
+
+
+def plain_kernels(model: keras.Model) -> list[tuple[str, tf.Variable]]:
+    """The kernels imp_keras would prune in a plain (unwrapped or stripped) model, depthwise ones
+    included, as (`"layer/attribute"`, variable) in model order: the names `masked_weights` gives."""
+    found = []
+    for layer in layers_of(model):
+        if isinstance(layer, keras.Model):
+            continue
+        for attribute in _prunable_weight_names(layer, depthwise=True, embeddings=False) or []:
+            found.append((f"{layer.name}/{attribute}", getattr(layer, attribute)))
     return found
 
 
