@@ -464,12 +464,16 @@ def _save_keras(plain: keras.Model, format: str, path: str) -> None:
 
 def _convert(plain: keras.Model, format: str, representative: list[np.ndarray] | None) -> bytes:
     quantization, sparse = _TFLITE_RECIPES[format]
+    names = plain.input_names
     converter = tf.lite.TFLiteConverter.from_keras_model(plain)
     converter.optimizations = ([tf.lite.Optimize.DEFAULT] if quantization != "float" else []) + (
         [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
     )
     if quantization == "full":
-        converter.representative_dataset = lambda: ([a[i : i + 1] for a in representative] for i in range(len(representative[0])))
+        # Samples by input name: the converted model need not keep the Keras order of its inputs.
+        converter.representative_dataset = lambda: (
+            {name: a[i : i + 1] for name, a in zip(names, representative)} for i in range(len(representative[0]))
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8

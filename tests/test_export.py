@@ -319,6 +319,20 @@ def test_reference_is_converted_in_memory_when_not_asked_for(tmp_path, capsys):
     assert "tflite_float (reference, not written)" in capsys.readouterr().out
 
 
+def test_two_inputs_and_two_outputs_are_matched_by_name(tmp_path):
+    # The converted model orders its inputs b, a: calibration samples and checks go by name.
+    a, b = keras.Input((32,), name="a"), keras.Input((16,), name="b")
+    hidden = keras.layers.Dense(64, activation="relu", name="fc")(keras.layers.Concatenate()([a, b]))
+    two = keras.Model([a, b], [keras.layers.Dense(10, name="cls")(hidden), keras.layers.Dense(1, name="reg")(hidden)])
+    rng = np.random.default_rng(0)
+    data = [rng.random((64, 32), dtype=np.float32), rng.random((64, 16), dtype=np.float32)]
+    report = imp_keras.export(pruned(two, 0.6), tmp_path, ("keras", "tflite_float", "tflite_int8_full"),
+                              representative_data=data, latency_runs=0, verbose=0)
+    assert report.passed and report.pruned_weights == round(0.6 * (48 * 64 + 64 * 10 + 64))
+    assert report["tflite_float"].max_abs_diff <= 1e-5 and report["tflite_float"].top1_agreement == 1.0
+    assert report["tflite_int8_full"].top1_agreement >= 0.9  # over the 10-class output only
+
+
 def test_plain_model_counts_exact_zeros_as_pruned(tmp_path):
     plain = mlp()
     kernel = plain.get_layer("fc1").kernel
