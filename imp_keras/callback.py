@@ -157,7 +157,8 @@ class IMPCallback(keras.callbacks.Callback):
                 "`imp_keras.prunable(model)` before compiling it."
             )
         self._block_sizes = [
-            self.block_size if self.block_size and isinstance(e.layer, keras.layers.Dense) else None for e in self._entries
+            self.block_size if self.block_size and isinstance(e.layer, keras.layers.Dense) else None
+            for e in self._entries
         ]
         # A whole-block prefix lands within half its largest step (one block) of any target.
         self._tolerance = math.prod(self.block_size) // 2 if any(self._block_sizes) else 0

@@ -349,7 +349,10 @@ def _as_arrays(data: Any, model: keras.Model, argument: str) -> list[np.ndarray]
                 "(the first axis counts the samples)."
             )
     if len({len(a) for a in arrays}) != 1 or len(arrays[0]) == 0:
-        raise ValueError(f"`{argument}` must hold the same number (at least 1) of samples for every input. Received: {[len(a) for a in arrays]}")
+        raise ValueError(
+            f"`{argument}` must hold the same number (at least 1) of samples for every input. "
+            f"Received: {[len(a) for a in arrays]}"
+        )
     return arrays
 
 
@@ -373,7 +376,11 @@ def _random_inputs(model: keras.Model) -> list[np.ndarray]:
 def _plain_and_pruned(model: keras.Model) -> tuple[keras.Model, dict[str, np.ndarray]]:
     """The plain model to save, and per kernel name the pruned positions (True = pruned): where the
     mask is 0 for a prunable model, exact zeros for a plain one."""
-    foreign = [l.name for l in masking.layers_of(model) if isinstance(l, pruning_wrapper.PruneLowMagnitude) and not isinstance(l, masking.MaskHolder)]
+    foreign = [
+        l.name
+        for l in masking.layers_of(model)
+        if isinstance(l, pruning_wrapper.PruneLowMagnitude) and not isinstance(l, masking.MaskHolder)
+    ]
     if foreign:
         raise ValueError(
             f"Layers {foreign} are wrapped by tfmot's prune_low_magnitude; strip them first "
@@ -645,7 +652,9 @@ def _default_interpreter(content: bytes) -> tuple[tf.lite.Interpreter, str, str 
     return interpreter, "xnnpack" if delegated else "builtin", None
 
 
-def _run(interpreter: tf.lite.Interpreter, inputs: Sequence[np.ndarray], input_names: Sequence[str], output_names: Sequence[str]) -> list[np.ndarray]:
+def _run(
+    interpreter: tf.lite.Interpreter, inputs: Sequence[np.ndarray], input_names: Sequence[str], output_names: Sequence[str]
+) -> list[np.ndarray]:
     """Runs the default signature on float `inputs`, quantizing them and dequantizing the outputs
     for an integer-only model."""
     runner = interpreter.get_signature_runner()
@@ -697,7 +706,9 @@ def _compare(outputs: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> t
     the outputs with two or more classes."""
     diff = max(float(np.max(np.abs(o - e))) if e.size else 0.0 for o, e in zip(outputs, expected))
     scaled = max(float(np.max(np.abs(o - e) / (1 + np.abs(e)))) if e.size else 0.0 for o, e in zip(outputs, expected))
-    agreements = [np.argmax(o, axis=-1) == np.argmax(e, axis=-1) for o, e in zip(outputs, expected) if e.ndim > 1 and e.shape[-1] > 1]
+    agreements = [
+        np.argmax(o, axis=-1) == np.argmax(e, axis=-1) for o, e in zip(outputs, expected) if e.ndim > 1 and e.shape[-1] > 1
+    ]
     top1 = float(np.mean(np.concatenate([a.reshape(-1) for a in agreements]))) if agreements else None
     return diff, scaled, top1
 

@@ -205,7 +205,8 @@ def test_block_size_check_still_detects_foreign_masks():
     model, schedule = build()
     entry = masked_weights(model)[0]
     entry.mask.assign(np.zeros(entry.mask.shape, np.float32))
-    with pytest.raises(ValueError, match=r"48 of 144 prunable weights are alive, but after 0 cycle\(s\) the plan has 144 \(within 2, half a block\)"):
+    message = r"48 of 144 prunable weights are alive, but after 0 cycle\(s\) the plan has 144 \(within 2, half a block\)"
+    with pytest.raises(ValueError, match=message):
         fit(model, [IMPCallback(PLAN, schedule, block_size=(4, 1), verbose=0)])
 
 

@@ -108,7 +108,8 @@ def exported(request):
 def run_tflite(path, x):
     """Outputs of a TFLite file on float inputs, on TFLite's builtin kernels, (de)quantizing for an
     integer-only file."""
-    interpreter = tf.lite.Interpreter(model_path=path, experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    builtin = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = tf.lite.Interpreter(model_path=path, experimental_op_resolver_type=builtin)
     runner = interpreter.get_signature_runner()
     (name, detail), = runner.get_input_details().items()
     scale, zero = detail["quantization"]
@@ -193,7 +194,8 @@ def test_sixteen_row_blocks_run_the_sparse_int8_kernel(tmp_path):
     # Dynamic-range int8 kernels run sparse in TFLite's 1x16 blocks: Keras (16, 1) blocks. With
     # (4, 1) blocks the same file densifies them (see test_sparse_tensors_and_densify_ops_counted).
     # fc1 and fc2 end 79 % and 91 % sparse, out/kernel 17 %: stored dense.
-    report = imp_keras.export(pruned(mlp(), 0.8, block_size=(16, 1)), tmp_path, ("tflite_int8_dynamic_sparse",), latency_runs=0, verbose=0)
+    model = pruned(mlp(), 0.8, block_size=(16, 1))
+    report = imp_keras.export(model, tmp_path, ("tflite_int8_dynamic_sparse",), latency_runs=0, verbose=0)
     file = report["tflite_int8_dynamic_sparse"]
     assert (file.sparse_tensors, file.densify_ops, file.sparsity_at_runtime) == (2, 0, "sparse kernel")
     assert file.pruned_zero == file.pruned_weights == 4480 and file.passed
@@ -418,14 +420,21 @@ def test_callback_refuses_unknown_export_options():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(formats=("keras", "x")), r"`formats` contains unknown format 'x'. Known: saved_model, keras, h5, .*tflite_int8_full_sparse. Received: formats=\('keras', 'x'\)"),
+        (
+            dict(formats=("keras", "x")),
+            r"`formats` contains unknown format 'x'. Known: saved_model, keras, h5, .*tflite_int8_full_sparse. "
+            r"Received: formats=\('keras', 'x'\)",
+        ),
         (dict(formats="keras"), r"`formats` must be a non-empty tuple of format names .* Received: formats='keras'"),
         (dict(formats=()), r"Received: formats=\(\)"),
         (dict(formats=("tflite_int8_full",)), r"'tflite_int8_full', which needs `representative_data`"),
         (dict(latency_runs=-1), r"`latency_runs` must be an integer >= 0. Received: latency_runs=-1"),
         (dict(latency_runs=2.5), r"Received: latency_runs=2.5"),
         (dict(verbose=2), r"`verbose` must be 0 or 1. Received: verbose=2"),
-        (dict(sample_inputs=np.zeros((4, 31))), r"`sample_inputs` for input 'input_1' has shape \(4, 31\), but the model takes \(None, 32\)"),
+        (
+            dict(sample_inputs=np.zeros((4, 31))),
+            r"`sample_inputs` for input 'input_1' has shape \(4, 31\), but the model takes \(None, 32\)",
+        ),
         (dict(sample_inputs=[np.zeros((4, 32))] * 2), r"one array per model input \(1: \['input_1'\]\). Received: 2 array\(s\)"),
         (dict(representative_data=np.zeros((0, 32))), r"at least 1\) of samples"),
     ],
