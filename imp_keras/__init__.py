@@ -5,10 +5,12 @@
     lr = imp_keras.RetrainSchedule(base, plan, steps_per_epoch=469, kind="slr")
     model.compile(keras.optimizers.SGD(lr, momentum=0.9, nesterov=True), ...)
     model.fit(..., epochs=plan.total_epochs, callbacks=[imp_keras.IMPCallback(plan, lr)])
+    imp_keras.export(model, "deploy")   # SavedModel, .keras, H5 and TFLite files, verified
 """
 
 from imp_keras._keras import keras
 from imp_keras.callback import IMPCallback
+from imp_keras.export import ExportReport, export
 from imp_keras.masking import MaskHolder, apply_masks, masked_weights, prunable, strip
 from imp_keras.plan import Plan
 from imp_keras.report import SparsityReport, sparsity_report
@@ -17,6 +19,7 @@ from imp_keras.selection import CRITERIA, select
 
 __all__ = [
     "CRITERIA",
+    "ExportReport",
     "IMPCallback",
     "KINDS",
     "MaskHolder",
@@ -25,6 +28,7 @@ __all__ = [
     "SparsityReport",
     "allr_peak",
     "apply_masks",
+    "export",
     "keras",
     "masked_weights",
     "prunable",

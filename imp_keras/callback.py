@@ -1,22 +1,38 @@
 """When to prune during `model.fit`: the Keras callback that runs an IMP plan."""
 
+import inspect
 import math
 import os
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from imp_keras import distribution, masking
 from imp_keras._keras import keras, require_tf_keras
+from imp_keras.export import ExportReport, export
 from imp_keras.plan import Plan
 from imp_keras.schedules import RetrainSchedule
-from imp_keras.selection import Criterion, get_criterion, select
+from imp_keras.selection import CRITERIA, Criterion, check_block_size, get_criterion, select, select_blocks
 
 __all__ = ["IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN"]
 
 PHASE_PRETRAIN = 0
 PHASE_RETRAIN = 1
+
+
+def _check_export_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ValueError(f"`export_options` must be a dict of `imp_keras.export` arguments. Received: export_options={options!r}")
+    keywords = [name for name, p in inspect.signature(export).parameters.items() if name not in ("model", "out_dir")]
+    unknown = sorted(set(options) - set(keywords))
+    if unknown:
+        raise ValueError(f"`export_options` has unknown arguments {unknown}; `imp_keras.export` takes {keywords}.")
+    return dict(options)
 
 
 class IMPCallback(keras.callbacks.Callback):
@@ -28,6 +44,14 @@ class IMPCallback(keras.callbacks.Callback):
     `keras.callbacks.BackupAndRestore` repeats it exactly; the masks are checked against the plan
     at the start of every epoch.
 
+    With `block_size`, Dense kernels lose whole blocks (see `imp_keras.selection.select_blocks`), so
+    a runtime with block-sparse kernels can skip them: (4, 1) blocks of a Keras [in, out] kernel are
+    the 1x4 blocks of TFLite's sparse fully-connected kernel. Whole blocks cannot always add up to
+    the plan's count, so each cycle removes the blocks (and the single weights of other kernels) that
+    bring the alive count closest to `plan.alive_after(cycle)`, and the per-epoch check allows the
+    alive count to differ from the plan by at most half a block. Without `block_size` the plan's
+    counts hold exactly.
+
     Published into `logs` at the end of every epoch (History, CSVLogger, TensorBoard see them):
     `sparsity`, `cycle` (0 while pretraining), `phase` (0 = pretraining, 1 = retraining), `lr`
     (the learning rate of the epoch's last step) and, for ALLR, `allr_d` and `eta_star`.
@@ -38,8 +62,15 @@ class IMPCallback(keras.callbacks.Callback):
         when the learning rate comes from elsewhere.
       selection: criterion name (`global`, `uniform`, `uniform_plus`, `erk`, `lamp`) or callable.
       reset_optimizer: zero the optimizer state at the first pruning, as the paper does.
+      block_size: (rows, cols) blocks of Dense kernels ([in, out]) pruned as a whole, e.g. (4, 1)
+        for TFLite's sparse kernel; other kernels stay unstructured. Needs `selection="global"`.
       ladder_dir: if given, the stripped model is saved there at the end of every cycle as
         `cycleNN_sparsityXX.XX.keras`: one run gives a model per sparsity.
+      export_dir: if given, when `fit` ends after the plan's last epoch the model is exported there
+        with `imp_keras.export`: verified SavedModel, .keras, H5 and TFLite files and
+        `export_report.json`; the report is kept as `callback.export_report`.
+      export_options: keyword arguments for `imp_keras.export` (`formats`, `representative_data`,
+        `sample_inputs`, `latency_runs`, `verbose`).
       verbose: 1 prints a line at every pruning, 0 is silent.
 
     Example:
@@ -59,7 +90,10 @@ class IMPCallback(keras.callbacks.Callback):
         selection: str | Criterion = "global",
         *,
         reset_optimizer: bool = True,
+        block_size: tuple[int, int] | None = None,
         ladder_dir: str | os.PathLike | None = None,
+        export_dir: str | os.PathLike | None = None,
+        export_options: Mapping[str, Any] | None = None,
         verbose: int = 1,
     ):
         super().__init__()
@@ -72,6 +106,13 @@ class IMPCallback(keras.callbacks.Callback):
                 raise ValueError(f"`schedule` was built for another plan: {schedule.plan} != {plan}")
         if not isinstance(reset_optimizer, bool):
             raise ValueError(f"`reset_optimizer` must be a bool. Received: reset_optimizer={reset_optimizer!r}")
+        if block_size is not None:
+            block_size = check_block_size(block_size)
+            if selection != "global" and selection is not CRITERIA["global"]:
+                raise ValueError(
+                    "`block_size` ranks blocks by magnitude over one global threshold, so it needs "
+                    f"selection='global'. Received: selection={selection!r}, block_size={block_size!r}"
+                )
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
         self.plan = plan
@@ -80,9 +121,16 @@ class IMPCallback(keras.callbacks.Callback):
         self.selection = selection
         self._criterion = get_criterion(selection)
         self.reset_optimizer = reset_optimizer
+        self.block_size = block_size
         self.ladder_dir = None if ladder_dir is None else os.fspath(ladder_dir)
+        self.export_dir = None if export_dir is None else os.fspath(export_dir)
+        self.export_options = _check_export_options(export_options)
+        self.export_report: ExportReport | None = None
+        self._finished_plan = False
         self.verbose = verbose
         self._entries: list[masking.MaskedWeight] = []
+        self._block_sizes: list[tuple[int, int] | None] = []
+        self._tolerance = 0
         self._n_total = 0
         self._alive = 0
 
@@ -96,6 +144,12 @@ class IMPCallback(keras.callbacks.Callback):
                 f"Model {self.model.name!r} has no imp_keras mask holders: wrap it with "
                 "`imp_keras.prunable(model)` before compiling it."
             )
+        self._block_sizes = [
+            self.block_size if self.block_size and isinstance(e.layer, keras.layers.Dense) else None
+            for e in self._entries
+        ]
+        # A whole-block prefix lands within half its largest step (one block) of any target.
+        self._tolerance = math.prod(self.block_size) // 2 if any(self._block_sizes) else 0
         optimizer = self.model.optimizer
         require_tf_keras(optimizer, "model.optimizer", (keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer))
         used = masking.learning_rate_setting(self.model.optimizer)
@@ -136,10 +190,11 @@ class IMPCallback(keras.callbacks.Callback):
 
     def _check_alive(self, epoch: int, cycles_done: int, alive: int) -> None:
         expected = self.plan.alive_after(cycles_done, self._n_total)
-        if alive != expected:
+        if abs(alive - expected) > self._tolerance:
+            within = f" (within {self._tolerance}, half a block)" if self._tolerance else ""
             raise ValueError(
                 f"At the start of epoch {epoch}, {alive} of {self._n_total} prunable weights are alive, but after "
-                f"{cycles_done} cycle(s) the plan has {expected}. These masks do not come from this plan "
+                f"{cycles_done} cycle(s) the plan has {expected}{within}. These masks do not come from this plan "
                 "(a model restored from another run, or pruned elsewhere?)."
             )
 
@@ -169,8 +224,14 @@ class IMPCallback(keras.callbacks.Callback):
 
     def _prune(self, epoch: int, cycle: int, masks: list[np.ndarray]) -> None:
         weights = [e.weight.numpy() for e in self._entries]
-        count = self.plan.removal_count(cycle, self._n_total)
-        new_masks = select(self._criterion, weights, masks, count)
+        if any(self._block_sizes):
+            # Aim at the plan's alive count, not its removal count, so block rounding never accumulates.
+            count = max(0, self._alive - self.plan.alive_after(cycle, self._n_total))
+            new_masks = select_blocks(weights, masks, count, self._block_sizes)
+            count = self._alive - sum(int(np.count_nonzero(m)) for m in new_masks)
+        else:
+            count = self.plan.removal_count(cycle, self._n_total)
+            new_masks = select(self._criterion, weights, masks, count)
         for entry, old, new in zip(self._entries, masks, new_masks):
             if old.any() and not new.any():
                 warnings.warn(
@@ -209,6 +270,19 @@ class IMPCallback(keras.callbacks.Callback):
                 logs["eta_star"] = float(self.schedule.eta_star[cycle - 1]) if cycle else float("nan")
         if self.ladder_dir and self.plan.is_last_epoch_of_cycle(epoch):
             self._save_rung(cycle, sparsity)
+        self._finished_plan = epoch == self.plan.total_epochs - 1
+
+    def on_train_end(self, logs=None):
+        if self.export_dir and self._finished_plan:
+            strategy = self.model.distribute_strategy
+            chief = distribution.is_chief(strategy)
+            with distribution.chief_directory(self.export_dir, strategy) as directory:
+                options = dict(self.export_options)
+                options.setdefault("verbose", min(self.verbose, 1))
+                if not chief:
+                    options.update(latency_runs=0, verbose=0)
+                report = export(self.model, directory, **options)
+            self.export_report = report if chief else None
 
     def _save_rung(self, cycle: int, sparsity: float) -> None:
         name = f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras"

@@ -31,6 +31,7 @@ __all__ = [
     "learning_rate_setting",
     "masked_weights",
     "optimizer_slots",
+    "plain_kernels",
     "prunable",
     "reset_optimizer",
     "strip",
@@ -154,6 +155,18 @@ def layers_of(model: keras.Model) -> list[keras.layers.Layer]:
     return found
 
 
+def plain_kernels(model: keras.Model) -> list[tuple[str, tf.Variable]]:
+    """The kernels imp_keras would prune in a plain (unwrapped or stripped) model, depthwise ones
+    included, as (`"layer/attribute"`, variable) in model order: the names `masked_weights` gives."""
+    found = []
+    for layer in layers_of(model):
+        if isinstance(layer, keras.Model):
+            continue
+        for attribute in _prunable_weight_names(layer, depthwise=True, embeddings=False) or []:
+            found.append((f"{layer.name}/{attribute}", getattr(layer, attribute)))
+    return found
+
+
 def _all_layer_names(model: keras.Model) -> set[str]:
     layers = layers_of(model)
     return {l.name for l in layers} | {l.layer.name for l in layers if isinstance(l, MaskHolder)}
@@ -254,11 +267,13 @@ def prunable(
 
 @dataclasses.dataclass(frozen=True)
 class MaskedWeight:
-    """One prunable tensor: its readable name, the weight variable and the mask variable."""
+    """One prunable tensor: its readable name, the weight variable, the mask variable and the
+    wrapped layer that owns them."""
 
     name: str
     weight: tf.Variable
     mask: tf.Variable
+    layer: keras.layers.Layer
 
 
 def _holders(model: keras.Model) -> list[MaskHolder]:
@@ -275,7 +290,7 @@ def masked_weights(model: keras.Model) -> list[MaskedWeight]:
             if weight.ref() in seen:
                 raise ValueError(f"Weight {weight.name!r} is held by two mask holders; wrap each layer once.")
             seen.add(weight.ref())
-            entries.append(MaskedWeight(f"{holder.layer.name}/{names[0]}", weight, mask))
+            entries.append(MaskedWeight(f"{holder.layer.name}/{names[0]}", weight, mask, holder.layer))
     return entries
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from imp_keras._keras import keras, require_tf_keras
-from imp_keras.masking import MaskHolder, _prunable_weight_names, layers_of, masked_weights
+from imp_keras.masking import MaskHolder, layers_of, masked_weights, plain_kernels
 
 __all__ = ["LayerSparsity", "SparsityReport", "sparsity_report"]
 
@@ -65,12 +65,9 @@ class SparsityReport:
 
 def _plain_tensors(model: keras.Model) -> list[LayerSparsity]:
     found = []
-    for layer in layers_of(model):
-        if isinstance(layer, keras.Model):
-            continue
-        for attribute in _prunable_weight_names(layer, depthwise=True, embeddings=False) or []:
-            value = np.asarray(getattr(layer, attribute).numpy())
-            found.append(LayerSparsity(f"{layer.name}/{attribute}", value.shape, value.size, value.size - int(np.count_nonzero(value))))
+    for name, variable in plain_kernels(model):
+        value = np.asarray(variable.numpy())
+        found.append(LayerSparsity(name, value.shape, value.size, value.size - int(np.count_nonzero(value))))
     return found
 
 

@@ -17,6 +17,11 @@ Criteria:
     product (Evci et al., 2020), capped at what is still alive.
   - `lamp`: layer-adaptive magnitude scores w_u^2 / sum_{|w_v| >= |w_u|} w_v^2 ranked globally
     (Lee et al., 2021).
+
+`select_blocks` is the global criterion over whole blocks of 2-D tensors (Dense kernels), for
+runtimes with block-sparse kernels (TFLite's sparse fully-connected kernel runs 1x4 blocks of its
+[out, in] weights, which are Keras (4, 1) blocks of an [in, out] kernel). Whole blocks cannot always
+add up to `count`, so it removes as close to `count` as they allow.
 """
 
 from collections.abc import Callable, Sequence
@@ -32,6 +37,7 @@ __all__ = [
     "global_magnitude",
     "lamp",
     "select",
+    "select_blocks",
     "uniform",
     "uniform_plus",
 ]
@@ -228,6 +234,25 @@ def get_criterion(selection: str | Criterion) -> Criterion:
     return CRITERIA[selection]
 
 
+def _checked_masks(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> tuple[list[np.ndarray], int]:
+    """The masks as boolean arrays and the number alive, after checking shapes, weights and `count`."""
+    if len(weights) != len(masks) or not weights:
+        raise ValueError(
+            f"`weights` and `masks` must be non-empty lists of the same length. Received: "
+            f"{len(weights)} weights and {len(masks)} masks."
+        )
+    masks = [m if isinstance(m, np.ndarray) and m.dtype == bool else np.asarray(m) != 0 for m in masks]
+    for i, (w, m) in enumerate(zip(weights, masks)):
+        if np.shape(w) != m.shape:
+            raise ValueError(f"Tensor {i}: weight shape {np.shape(w)} differs from mask shape {m.shape}.")
+        if not np.all(np.isfinite(w)):
+            raise ValueError(f"Tensor {i} has NaN or Inf weights; refusing to rank them.")
+    n_alive = int(_alive(masks).sum())
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= n_alive:
+        raise ValueError(f"`count` must be an integer in [0, {n_alive}] (the alive weights). Received: count={count!r}")
+    return masks, n_alive
+
+
 def select(
     selection: str | Criterion,
     weights: Sequence[np.ndarray],
@@ -252,20 +277,7 @@ def select(
     [[[0, 1], [1, 0]], [1, 0]]
     """
     criterion = get_criterion(selection)
-    if len(weights) != len(masks) or not weights:
-        raise ValueError(
-            f"`weights` and `masks` must be non-empty lists of the same length. Received: "
-            f"{len(weights)} weights and {len(masks)} masks."
-        )
-    masks = [m if isinstance(m, np.ndarray) and m.dtype == bool else np.asarray(m) != 0 for m in masks]
-    for i, (w, m) in enumerate(zip(weights, masks)):
-        if np.shape(w) != m.shape:
-            raise ValueError(f"Tensor {i}: weight shape {np.shape(w)} differs from mask shape {m.shape}.")
-        if not np.all(np.isfinite(w)):
-            raise ValueError(f"Tensor {i} has NaN or Inf weights; refusing to rank them.")
-    n_alive = int(_alive(masks).sum())
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= n_alive:
-        raise ValueError(f"`count` must be an integer in [0, {n_alive}] (the alive weights). Received: count={count!r}")
+    masks, n_alive = _checked_masks(weights, masks, count)
     new = criterion(weights, masks, int(count))
     if len(new) != len(masks):
         raise ValueError(f"Criterion {selection!r} returned {len(new)} masks for {len(masks)} tensors.")
@@ -274,4 +286,112 @@ def select(
     removed = n_alive - int(_alive(new).sum())
     if removed != count:
         raise ValueError(f"Criterion {selection!r} removed {removed} alive weights instead of count={count}.")
+    return new
+
+
+def check_block_size(block_size: object, argument: str = "block_size") -> tuple[int, int]:
+    """`block_size` as a tuple of two positive ints; raises ValueError otherwise."""
+    if (
+        not isinstance(block_size, (tuple, list))
+        or len(block_size) != 2
+        or any(isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1 for b in block_size)
+    ):
+        raise ValueError(f"`{argument}` must be a tuple of 2 positive integers, e.g. (4, 1). Received: {argument}={block_size!r}")
+    return int(block_size[0]), int(block_size[1])
+
+
+def _edges(length: int, block: int) -> np.ndarray:
+    return np.arange(0, length, block)
+
+
+def _units(weight: np.ndarray, mask: np.ndarray, block_size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Score (mean magnitude, dead entries as 0) and alive count of each unit of a tensor, in C-order:
+    its blocks (edge blocks smaller where a dimension is not divisible), or its single weights."""
+    magnitude = np.abs(np.asarray(weight, dtype=np.float64)) * mask
+    if block_size is None or weight.size == 0:
+        return magnitude.reshape(-1), mask.reshape(-1).astype(np.int64)
+    rows, cols = _edges(weight.shape[0], block_size[0]), _edges(weight.shape[1], block_size[1])
+
+    def block_sums(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(np.add.reduceat(values, rows, axis=0), cols, axis=1)
+
+    sizes = np.outer(np.diff(np.r_[rows, weight.shape[0]]), np.diff(np.r_[cols, weight.shape[1]]))
+    return (block_sums(magnitude) / sizes).reshape(-1), block_sums(mask.astype(np.int64)).reshape(-1)
+
+
+def _expand(removed: np.ndarray, shape: tuple[int, ...], block_size: tuple[int, int] | None) -> np.ndarray:
+    """Element mask of the removed units of a tensor (the inverse of `_units`' cutting)."""
+    if block_size is None or len(shape) != 2:
+        return removed.reshape(shape)
+    grid = removed.reshape(-(-shape[0] // block_size[0]), -(-shape[1] // block_size[1]))
+    return grid[np.arange(shape[0]) // block_size[0]][:, np.arange(shape[1]) // block_size[1]]
+
+
+def select_blocks(
+    weights: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    count: int,
+    block_sizes: Sequence[tuple[int, int] | None],
+) -> list[np.ndarray]:
+    """Global magnitude pruning of whole blocks: removes alive weights by block, as close to `count`
+    as whole blocks allow.
+
+    Each 2-D tensor with a block size (a Dense kernel, [in, out] in Keras) is cut into blocks of
+    `block_sizes[i]` (edge blocks are smaller where a dimension is not divisible: every Dense layer
+    can be blocked); every other tensor is ranked weight by weight. A block scores the mean
+    magnitude of its entries, pruned entries counting 0. That is the L1 norm over the block size:
+    a single weight scores its own magnitude, so blocks, edge blocks and unstructured weights share
+    one global threshold (tfmot's block pruning ranks blocks the same way, by average pooling of
+    magnitudes), and a partly pruned block ranks low and goes whole.
+
+    The units still holding an alive weight are ranked by score, ties by position (earlier tensor,
+    then C-order of the block), and the lowest are removed: the shortest prefix of that ranking whose
+    alive weights add up closest to `count` (the smaller on a tie). The result is therefore within
+    half the largest block of `count`, and exact when no tensor is blocked. A pruned weight never
+    comes back.
+
+    Args:
+      weights: the prunable tensors, in model order.
+      masks: their current masks (nonzero = alive), same shapes.
+      count: how many alive weights to aim to remove, in [0, number alive].
+      block_sizes: per tensor, a (rows, cols) block for a 2-D tensor, or None for unstructured.
+
+    Returns:
+      Boolean masks, each a subset of the old one.
+
+    Example:
+    >>> w = [np.array([[0.1, 0.9], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6]]), np.array([0.05, 0.5])]
+    >>> m = [np.ones((4, 2), bool), np.ones(2, bool)]
+    >>> [x.astype(int).tolist() for x in select_blocks(w, m, count=3, block_sizes=[(2, 1), None])]
+    [[[0, 1], [0, 1], [1, 1], [1, 1]], [0, 1]]
+    """
+    masks, _ = _checked_masks(weights, masks, count)
+    if len(block_sizes) != len(weights):
+        raise ValueError(f"`block_sizes` must give one entry per tensor ({len(weights)}). Received: {len(block_sizes)} entries.")
+    blocks = []
+    for i, (w, b) in enumerate(zip(weights, block_sizes)):
+        if b is not None:
+            b = check_block_size(b, f"block_sizes[{i}]")
+            if np.ndim(w) != 2:
+                raise ValueError(f"Tensor {i} has shape {np.shape(w)}; only 2-D tensors can be cut into blocks.")
+        blocks.append(b)
+    if count == 0:
+        return [m.copy() for m in masks]
+    units = [_units(np.asarray(w), m, b) for w, m, b in zip(weights, masks, blocks)]
+    scores = np.concatenate([s for s, _ in units])
+    alive = np.concatenate([a for _, a in units])
+    candidates = np.flatnonzero(alive)
+    # Every unit holds at least one alive weight, so the prefix reaching `count` lies within the
+    # `count` lowest units: only those (and ties with the last of them) need a full sort.
+    kth = min(count, candidates.size) - 1
+    threshold = np.partition(scores[candidates], kth)[kth]
+    near = candidates[scores[candidates] <= threshold]
+    ranked = near[np.lexsort((near, scores[near]))]
+    totals = np.r_[0, np.cumsum(alive[ranked])]
+    removed = np.zeros(scores.size, dtype=bool)
+    removed[ranked[: int(np.argmin(np.abs(totals - count)))]] = True
+    new, offset = [], 0
+    for m, (s, _), b in zip(masks, units, blocks):
+        new.append(m & ~_expand(removed[offset : offset + s.size], m.shape, b))
+        offset += s.size
     return new

@@ -178,6 +178,51 @@ def test_collapsing_layer_is_reported():
         fit(model, [IMPCallback(plan, schedule, verbose=0)], plan=plan)
 
 
+def test_block_size_prunes_whole_dense_blocks_close_to_the_plan():
+    # fc [6, 16] in (4, 1) blocks: 16 blocks of 4 (rows 0-3) and 16 edge blocks of 2 (rows 4-5);
+    # out [16, 3]: 12 blocks of 4. Whole blocks land within 4 // 2 = 2 of the plan's 46 and 15 alive.
+    model, schedule = build()
+    probe = Probe()
+    history = fit(model, [IMPCallback(PLAN, schedule, block_size=(4, 1), verbose=0), probe])
+    alive = [sum(int(m.sum()) for m in masks) for masks in probe.masks]
+    assert alive[:2] == [144, 144] and alive[2] == alive[3] and alive[4] == alive[5]
+    assert abs(alive[2] - 46) <= 2 and abs(alive[4] - 15) <= 2, alive
+    np.testing.assert_allclose(history.history["sparsity"], [1 - a / 144 for a in alive])
+    for earlier, later in zip(probe.masks, probe.masks[1:]):
+        for a, b in zip(earlier, later):
+            assert not np.any(b & ~a), "a pruned weight came back"
+    for masks in probe.masks:
+        for mask in masks:
+            for r in range(0, mask.shape[0], 4):
+                for c in range(mask.shape[1]):
+                    block = mask[r : r + 4, c]
+                    assert block.all() or not block.any(), "a block is partly pruned"
+    for entry in masked_weights(model):
+        assert np.count_nonzero(entry.weight.numpy()[entry.mask.numpy() == 0]) == 0
+
+
+def test_block_size_check_still_detects_foreign_masks():
+    model, schedule = build()
+    entry = masked_weights(model)[0]
+    entry.mask.assign(np.zeros(entry.mask.shape, np.float32))
+    message = r"48 of 144 prunable weights are alive, but after 0 cycle\(s\) the plan has 144 \(within 2, half a block\)"
+    with pytest.raises(ValueError, match=message):
+        fit(model, [IMPCallback(PLAN, schedule, block_size=(4, 1), verbose=0)])
+
+
+def test_block_size_leaves_convolutions_unstructured_and_exact():
+    keras.utils.set_random_seed(0)
+    conv = keras.Sequential([keras.Input((6, 1)), keras.layers.Conv1D(8, 3, name="conv"), keras.layers.GlobalAveragePooling1D()])
+    model = imp_keras.prunable(conv)  # one Conv1D kernel [3, 1, 8]: 24 weights, nothing blocked
+    model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    probe = Probe()
+    x = np.random.default_rng(0).random((64, 6, 1), dtype=np.float32)
+    model.fit(x, np.zeros((64, 8), np.float32), batch_size=16, epochs=PLAN.total_epochs, verbose=0,
+              callbacks=[IMPCallback(PLAN, block_size=(4, 1), verbose=0), probe])
+    # Exact plan counts: 24 -> 24 - round(0.68377 * 24) = 8 -> 8 - round(0.68377 * 8) = 3.
+    assert [int(masks[0].sum()) for masks in probe.masks] == [24, 24, 8, 8, 3, 3]
+
+
 def test_fit_in_two_calls_equals_one_call():
     model, schedule = build()
     callback = IMPCallback(PLAN, schedule, verbose=0)
@@ -389,6 +434,10 @@ def test_lr_logged_for_any_optimizer_schedule():
         (dict(reset_optimizer="no"), r"`reset_optimizer` must be a bool. Received: reset_optimizer='no'"),
         (dict(verbose=3), r"`verbose` must be 0, 1 or 2. Received: verbose=3"),
         (dict(plan={"goal_sparsity": 0.9}), r"`plan` must be an imp_keras.Plan"),
+        (dict(block_size=(4,)), r"`block_size` must be a tuple of 2 positive integers, e.g. \(4, 1\). Received: block_size=\(4,\)"),
+        (dict(block_size=(4, 0)), r"Received: block_size=\(4, 0\)"),
+        (dict(block_size=4), r"Received: block_size=4"),
+        (dict(block_size=(4, 1), selection="lamp"), r"needs selection='global'. Received: selection='lamp', block_size=\(4, 1\)"),
     ],
 )
 def test_callback_bad_arguments(kwargs, message):

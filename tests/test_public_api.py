@@ -4,8 +4,9 @@ import pytest
 
 import imp_keras
 
-MODULES = ["imp_keras", "imp_keras.callback", "imp_keras.data", "imp_keras.masking", "imp_keras.models",
-           "imp_keras.plan", "imp_keras.report", "imp_keras.schedules", "imp_keras.selection", "imp_keras._keras"]
+MODULES = ["imp_keras", "imp_keras.callback", "imp_keras.data", "imp_keras.export", "imp_keras.masking",
+           "imp_keras.models", "imp_keras.plan", "imp_keras.report", "imp_keras.schedules", "imp_keras.selection",
+           "imp_keras._keras"]
 
 
 @pytest.mark.parametrize("module_name", MODULES)
@@ -36,3 +37,12 @@ def test_only_one_module_imports_keras_directly():
         p.name for p in package.glob("*.py") if re.search(r"^\s*(import|from)\s+(tf_keras|keras)\b", p.read_text(), re.M)
     )
     assert importers == ["_keras.py"]
+
+
+def test_export_function_and_module_both_reachable():
+    # `imp_keras.export` is the function; its module (format names, report classes) by import.
+    from imp_keras.export import FORMATS, ExportReport, FileReport
+
+    assert callable(imp_keras.export) and imp_keras.ExportReport is ExportReport
+    assert importlib.import_module("imp_keras.export").export is imp_keras.export
+    assert "tflite_float_sparse" in FORMATS and FileReport.__name__ == "FileReport"

@@ -19,6 +19,7 @@ from imp_keras.selection import (
     global_magnitude,
     lamp,
     select,
+    select_blocks,
     uniform,
     uniform_plus,
 )
@@ -563,3 +564,117 @@ def test_custom_criterion_returning_too_few_masks_raises():
     masks = [np.ones(2, bool), np.ones(1, bool)]
     with pytest.raises(ValueError, match="returned 1 masks for 2 tensors"):
         select(lambda w, m, c: [np.array([False, True])], weights, masks, 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# select_blocks: global magnitude over whole blocks of 2-D tensors
+# --------------------------------------------------------------------------------------------------
+def assert_whole_blocks(mask, block):
+    rows, cols = mask.shape
+    for r in range(0, rows, block[0]):
+        for c in range(0, cols, block[1]):
+            piece = mask[r : r + block[0], c : c + block[1]]
+            assert piece.all() or not piece.any(), f"block at ({r}, {c}) is partly pruned: {piece.astype(int).tolist()}"
+
+
+def test_select_blocks_docstring_example_runs_as_doctest():
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner()
+    for test in finder.find(select_blocks, globs={"np": np, "select_blocks": select_blocks}):
+        runner.run(test)
+    assert runner.failures == 0 and runner.tries == 3
+
+
+def test_select_blocks_one_threshold_over_block_means_and_single_weights():
+    # a (4, 2) in (2, 1) blocks, C-order over the 2 x 2 grid of blocks:
+    #   (0,0) mean(.1, .2) = .15   (0,1) mean(.9, .8) = .85   (1,0) mean(.3, .5) = .4   (1,1) mean(.7, .6) = .65
+    # b unstructured: .05, .38, .5. Ranked: .05 (1), .15 (2), .38 (1), .4 (2), .5 (1), .65 (2), .85 (2).
+    a = np.array([[0.1, -0.9], [0.2, 0.8], [-0.3, 0.7], [0.5, 0.6]])
+    b = np.array([0.05, -0.38, 0.5])
+    blocks = [(2, 1), None]
+    # count 4: prefix totals 0, 1, 3, 4 -> exactly 4: .05, block (0,0), .38.
+    assert as_int(select_blocks([a, b], full(a, b), 4, blocks)) == [[[0, 1], [0, 1], [1, 1], [1, 1]], [0, 0, 1]]
+    # count 5: totals 3, 4, 6 -> 4 and 6 are both 1 away: the smaller prefix (4) wins.
+    assert as_int(select_blocks([a, b], full(a, b), 5, blocks)) == [[[0, 1], [0, 1], [1, 1], [1, 1]], [0, 0, 1]]
+    # count 2: totals 1, 3 -> both 1 away: 1.
+    assert as_int(select_blocks([a, b], full(a, b), 2, blocks)) == [[[1, 1], [1, 1], [1, 1], [1, 1]], [0, 1, 1]]
+    # count 10 (all): every unit goes.
+    assert alive(select_blocks([a, b], full(a, b), 11, blocks)) == [0, 0]
+
+
+def test_select_blocks_ragged_edge_blocks_score_their_own_mean():
+    # a (6, 2) in (4, 1) blocks: rows 0-3 and rows 4-5 (an edge block of 2) per column.
+    #   (0,0) mean(.1, .1, .1, .1) = .1   (0,1) mean(.5, .5, .5, .5) = .5
+    #   (1,0) mean(.2, .0) = .1 (a tie with (0,0): position order, (0,0) first)   (1,1) mean(.9, .9) = .9
+    a = np.array([[0.1, 0.5]] * 4 + [[0.2, 0.9], [0.0, 0.9]])
+    new = select_blocks([a], full(a), 4, [(4, 1)])
+    assert as_int(new) == [[[0, 1]] * 4 + [[1, 1], [1, 1]]]
+    # Totals 0, 4, 6: 5 is 1 away from both, so the 4-block goes alone; 6 takes the edge block too.
+    assert alive(select_blocks([a], full(a), 5, [(4, 1)])) == [8]
+    assert as_int(select_blocks([a], full(a), 6, [(4, 1)])) == [[[0, 1]] * 4 + [[0, 1], [0, 1]]]
+
+
+def test_select_blocks_partly_pruned_block_counts_dead_as_zero_and_goes_whole():
+    # Block (0,0) holds .9, .9, .9 alive and one dead entry: mean (.9 * 3 + 0) / 4 = .675 < .8 of
+    # block (0,1); removing it removes its 3 alive weights.
+    a = np.array([[0.9, 0.8], [0.9, 0.8], [0.9, 0.8], [5.0, 0.8]])
+    masks = [np.array([[1, 1], [1, 1], [1, 1], [0, 1]], bool)]
+    new = select_blocks([a], masks, 3, [(4, 1)])
+    assert as_int(new) == [[[0, 1], [0, 1], [0, 1], [0, 1]]]
+    assert_subset(new, masks)
+
+
+def test_select_blocks_without_blocks_is_global_magnitude():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        w = [rng.normal(size=(5, 4)), rng.normal(size=(3, 3, 2)), rng.normal(size=7).round(1)]  # rounding makes ties
+        masks = [rng.random(np.shape(x)) < 0.8 for x in w]
+        count = int(rng.integers(0, sum(alive(masks)) + 1))
+        expected = select("global", w, masks, count)
+        assert as_int(select_blocks(w, masks, count, [None, None, None])) == as_int(expected)
+
+
+def test_select_blocks_cycles_keep_whole_blocks_monotone_and_within_half_a_block():
+    rng = np.random.default_rng(1)
+    dense = rng.normal(size=(16, 12))  # a Dense kernel [in, out] in (4, 1) blocks
+    conv = rng.normal(size=(3, 3, 2, 4))  # unstructured
+    weights, masks = [dense, conv], full(dense, conv)
+    n_alive = dense.size + conv.size
+    for count in (100, 60, 30, 20):
+        new = select_blocks(weights, masks, count, [(4, 1), None])
+        assert_subset(new, masks)
+        assert_whole_blocks(new[0], (4, 1))
+        removed = n_alive - sum(alive(new))
+        assert abs(removed - count) <= 2, (count, removed)
+        masks, n_alive = new, n_alive - removed
+
+
+def test_select_blocks_does_not_modify_inputs():
+    a = np.arange(8.0).reshape(4, 2)
+    masks = [np.ones((4, 2), bool)]
+    select_blocks([a], masks, 4, [(2, 2)])
+    np.testing.assert_array_equal(a, np.arange(8.0).reshape(4, 2))
+    assert masks[0].all()
+
+
+@pytest.mark.parametrize(
+    "weights, block_sizes, message",
+    [
+        ([np.ones((4, 4))], [(4,)], r"`block_sizes\[0\]` must be a tuple of 2 positive integers.*Received: block_sizes\[0\]=\(4,\)"),
+        ([np.ones((4, 4))], [(0, 1)], r"block_sizes\[0\]=\(0, 1\)"),
+        ([np.ones((4, 4))], [(4.0, 1)], r"block_sizes\[0\]=\(4.0, 1\)"),
+        ([np.ones((4, 4))], [(True, 1)], r"block_sizes\[0\]=\(True, 1\)"),
+        ([np.ones((4, 4))], ["41"], r"block_sizes\[0\]='41'"),
+        ([np.ones((2, 2, 2))], [(4, 1)], r"Tensor 0 has shape \(2, 2, 2\); only 2-D tensors"),
+        ([np.ones((4, 4)), np.ones(3)], [(4, 1)], r"one entry per tensor \(2\). Received: 1 entries"),
+    ],
+)
+def test_select_blocks_bad_block_sizes(weights, block_sizes, message):
+    with pytest.raises(ValueError, match=message):
+        select_blocks(weights, full(*weights), 1, block_sizes)
+
+
+def test_select_blocks_checks_count_like_select():
+    a = np.ones((4, 4))
+    with pytest.raises(ValueError, match=r"`count` must be an integer in \[0, 16\]"):
+        select_blocks([a], full(a), 17, [(4, 1)])
