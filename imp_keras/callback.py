@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from imp_keras import distribution, masking
 from imp_keras._keras import keras, require_tf_keras

@@ -20,6 +20,7 @@ import ml_collections
 from imp_keras import distribution
 from imp_keras._keras import keras
 from imp_keras.data import DATASETS, SOURCES
+from imp_keras.export import FORMATS
 from imp_keras.plan import Plan
 from imp_keras.schedules import KINDS, RetrainSchedule
 from imp_keras.selection import CRITERIA
@@ -101,6 +102,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.retrain_kind = "slr"
     config.retrain_lr = 0.0
     config.selection = "global"
+    config.block_size = ()  # e.g. (4, 1): Dense kernels pruned in whole blocks TFLite runs fast (global selection)
     config.exact_goal = False
     config.reset_optimizer = True
     config.dense_workdir = ""
@@ -108,6 +110,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.distribution = "none"
     config.mixed_precision = False
     config.xla = False
+
+    # Deployable files at the end of the run (imp_keras.export): every format, full-integer ones
+    # calibrated on the first `export_samples` evaluation images; () to skip.
+    config.export_formats = FORMATS
+    config.export_samples = 256
+    config.export_latency_runs = 100
     return config
 
 
@@ -125,6 +133,9 @@ def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collection
     config.cycles = 2
     config.retrain_epochs = 1
     config.total_epochs = 3 if config.method == "bimp" else 0
+    config.export_formats = ("keras", "tflite_float_sparse", "tflite_int8_full")
+    config.export_samples = 16
+    config.export_latency_runs = 2
     if config.data.name in ("mnist", "fashion_mnist"):
         config.data.max_examples = 1024
     else:
@@ -204,6 +215,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _check_choice("selection", config.selection, tuple(sorted(CRITERIA)))
     else:
         _fail("selection", f"one of {tuple(sorted(CRITERIA))}", config.selection)
+    block_size = tuple(config.block_size)
+    if block_size and (len(block_size) != 2 or not all(isinstance(b, numbers.Integral) and not isinstance(b, bool) and b >= 1 for b in block_size)):
+        _fail("block_size", "() or two positive integers, e.g. (4, 1)", config.block_size)
+    if block_size and config.selection != "global":
+        _fail("block_size", f"() with selection={config.selection!r} (blocks are ranked by the global criterion)", config.block_size)
     _check_bool("exact_goal", config.exact_goal)
     _check_bool("reset_optimizer", config.reset_optimizer)
     if not isinstance(config.dense_workdir, str):
@@ -211,6 +227,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_choice("distribution", config.distribution, distribution.STRATEGIES)
     _check_bool("mixed_precision", config.mixed_precision)
     _check_bool("xla", config.xla)
+    formats = tuple(config.export_formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or len(set(formats)) != len(formats):
+        _fail("export_formats", f"distinct formats among {FORMATS} (or empty)", config.export_formats)
+    _check_int("export_samples", config.export_samples, 1)
+    _check_int("export_latency_runs", config.export_latency_runs, 0)
 
     dense_epochs = config.pretrain_epochs
     if config.method == "bimp":

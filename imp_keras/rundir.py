@@ -6,6 +6,7 @@
     ladder/              the stripped model at the end of every cycle (cycleNN_sparsityXX.XX.keras)
     dense.keras          the stripped model at the end of the dense training (for `dense_workdir`)
     backup/              BackupAndRestore's state while the run is unfinished
+    export/              the final model as SavedModel, .keras, H5 and TFLite, verified (export_report.json)
     results.json         the summary, written last: its presence means the run is finished
     accuracy_vs_sparsity.png, lr_schedule.png
 
@@ -46,6 +47,7 @@ DENSE_MODEL = "dense.keras"
 LADDER = "ladder"
 BACKUP = "backup"
 TENSORBOARD = "tensorboard"
+EXPORT = "export"
 
 _FIRST_COLUMNS = ("epoch", "phase", "cycle", "sparsity", "lr", "loss", "accuracy", "val_loss", "val_accuracy")
 

@@ -30,6 +30,7 @@ from imp_keras import data as data_lib
 from imp_keras import distribution, experiment, masking, models, plots, rundir
 from imp_keras._keras import keras
 from imp_keras.callback import PHASE_PRETRAIN, IMPCallback
+from imp_keras.export import export
 from imp_keras.report import sparsity_report
 from imp_keras.schedules import RetrainSchedule, learning_rates
 
@@ -327,7 +328,8 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
     if method.plan is not None:
         callbacks.append(IMPCallback(
             method.plan, method.schedule if isinstance(method.schedule, RetrainSchedule) else None, config.selection,
-            reset_optimizer=config.reset_optimizer, ladder_dir=os.path.join(workdir, rundir.LADDER), verbose=min(verbose, 1),
+            reset_optimizer=config.reset_optimizer, block_size=tuple(config.block_size) or None,
+            ladder_dir=os.path.join(workdir, rundir.LADDER), verbose=min(verbose, 1),
         ))
     else:
         callbacks.append(_DenseLogs())
@@ -355,6 +357,8 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
 
     results = _summarize(config, workdir, method, data, model, dense_accuracy, time.time() - started)
     results["replicas"] = strategy.num_replicas_in_sync
+    if config.export_formats:
+        results["export"] = _export(config, workdir, model, data, strategy, verbose)
     results = json.loads(json.dumps(results))  # as results.json will give it back
     if not chief:
         return None
@@ -367,6 +371,25 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
             print("\nPer-layer sparsity of the final model:\n" + str(sparsity_report(model)))
         print(f"\nRun directory: {workdir}")
     return results
+
+
+def _export(config, workdir, model, data, strategy, verbose) -> dict[str, Any]:
+    """Writes the deployable files into `<workdir>/export`; returns where and whether all verified."""
+    samples, count = [], 0
+    for images, _ in data.evaluation(config.batch_size).as_numpy_iterator():
+        samples.append(images)
+        count += len(images)
+        if count >= config.export_samples:
+            break
+    chief = distribution.is_chief(strategy)
+    directory = os.path.join(workdir, rundir.EXPORT)
+    with distribution.chief_directory(directory, strategy) as target:
+        report = export(
+            model, target, formats=tuple(config.export_formats),
+            representative_data=np.concatenate(samples)[: config.export_samples],
+            latency_runs=config.export_latency_runs if chief else 0, verbose=min(verbose, 1) if chief else 0,
+        )
+    return {"dir": directory, "passed": report.passed, "formats": [f.format for f in report.files]}
 
 
 def _sharded(dataset: tf.data.Dataset) -> tf.data.Dataset:
