@@ -121,9 +121,9 @@ def base_config() -> ml_collections.ConfigDict:
 
 def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
     """`config` itself (arg None or ""), or its `quick` variant: the same experiment at a tiny budget
-    (1 dense epoch, 2 one-epoch cycles; the first 1024 examples of MNIST or Fashion-MNIST files, 64
-    synthetic examples of the right shape for the others), so that every config file also serves
-    as a smoke test."""
+    (1 dense epoch, 2 one-epoch cycles; the first 1024 examples of MNIST or Fashion-MNIST files, 32
+    synthetic examples of the right shape for the others, a light export), so that every config
+    file also serves as a smoke test."""
     if not arg:
         return config
     if arg not in VARIANTS:
@@ -133,15 +133,16 @@ def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collection
     config.cycles = 2
     config.retrain_epochs = 1
     config.total_epochs = 3 if config.method == "bimp" else 0
-    config.export_formats = ("keras", "tflite_float_sparse", "tflite_int8_full")
     config.export_samples = 16
     config.export_latency_runs = 2
     if config.data.name in ("mnist", "fashion_mnist"):
         config.data.max_examples = 1024
+        config.export_formats = ("keras", "tflite_float_sparse", "tflite_int8_full")
     else:
         config.data.source = "synthetic"
-        config.data.synthetic_examples = 64
+        config.data.synthetic_examples = 32
         config.batch_size = 16
+        config.export_formats = ("keras",)  # converting the large models to TFLite takes minutes
     return config
 
 

@@ -188,3 +188,13 @@ def test_quick_variant_runs_end_to_end(path, tmp_path):
     assert [c["cycle"] for c in results["cycles"]] == [1, 2]
     assert results["final_sparsity"] == pytest.approx(config.goal_sparsity, abs=1e-4)
     assert results["epochs"] == 3 and len(os.listdir(tmp_path / "ladder")) == 2
+
+
+def test_mixed_precision_and_xla_switches(tmp_path):
+    config = synthetic_config(pretrain_epochs=1, cycles=1, retrain_epochs=1, mixed_precision=True, xla=True, deterministic=False)
+    results = train.run(config, tmp_path, verbose=0)
+    assert results["final_sparsity"] == pytest.approx(0.75)
+    assert keras.mixed_precision.global_policy().name == "float32", "the caller's policy is restored"
+    model = keras.models.load_model(os.path.join(tmp_path, "dense.keras"))
+    assert model.get_layer("fc1").dtype_policy.name == "mixed_float16"
+    assert model.layers[-1].dtype_policy.name == "float32"
