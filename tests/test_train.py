@@ -113,10 +113,11 @@ def test_another_config_in_the_same_workdir_is_refused(tmp_path):
         train.run(config, tmp_path, verbose=0)
 
 
-@pytest.mark.parametrize("stop_after", [0, 2, 4])
+@pytest.mark.parametrize("stop_after", [0, 2, 4, 5])
 def test_interrupted_run_continues_to_the_same_end(tmp_path, stop_after, capsys):
     """Interrupted after the dense training's first epoch, after the first cycle's pruning epoch,
-    and after the last epoch (before the results): the re-run ends as an uninterrupted run."""
+    in the last cycle, and after the last epoch (before the results): the re-run ends as an
+    uninterrupted run."""
     whole = train.run(synthetic_config(), tmp_path / "whole", verbose=0)
     with pytest.raises(KeyboardInterrupt):
         train.run(synthetic_config(), tmp_path / "cut", callbacks=[StopAtEpoch(stop_after)], verbose=0)
