@@ -119,6 +119,9 @@ class IMPCallback(keras.callbacks.Callback):
                 )
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
+        for argument, value in (("ladder_dir", ladder_dir), ("export_dir", export_dir)):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"`{argument}` must be a path or None. Received: {argument}={value!r}")
         self.plan = plan
         self._given_schedule = schedule
         self.schedule = schedule

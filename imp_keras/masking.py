@@ -214,7 +214,7 @@ def prunable(
     for flag, value in (("depthwise", depthwise), ("embeddings", embeddings)):
         if not isinstance(value, bool):
             raise ValueError(f"`{flag}` must be a bool. Received: {flag}={value!r}")
-    if isinstance(exclude, (str, type)):
+    if isinstance(exclude, (str, type)) or not isinstance(exclude, Iterable):
         raise ValueError(f"`exclude` must be a list of layer names or classes. Received: exclude={exclude!r}")
     exclude = list(exclude)
     excluded_names = {e for e in exclude if isinstance(e, str)}

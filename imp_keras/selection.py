@@ -265,7 +265,12 @@ def max_removable(selection: str | Criterion, shapes: Sequence[tuple[int, ...]])
 
 def _checked_masks(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> tuple[list[np.ndarray], int]:
     """The masks as boolean arrays and the number alive, after checking shapes, weights and `count`."""
-    if len(weights) != len(masks) or not weights:
+    if any(isinstance(x, (str, bytes)) or not isinstance(x, (Sequence, np.ndarray)) for x in (weights, masks)):
+        raise ValueError(
+            "`weights` and `masks` must be lists of arrays, one per tensor. Received: "
+            f"weights of type {type(weights).__name__}, masks of type {type(masks).__name__}."
+        )
+    if len(weights) != len(masks) or not len(weights):
         raise ValueError(
             f"`weights` and `masks` must be non-empty lists of the same length. Received: "
             f"{len(weights)} weights and {len(masks)} masks."
@@ -274,6 +279,8 @@ def _checked_masks(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], c
     for i, (w, m) in enumerate(zip(weights, masks)):
         if np.shape(w) != m.shape:
             raise ValueError(f"Tensor {i}: weight shape {np.shape(w)} differs from mask shape {m.shape}.")
+        if not np.issubdtype(np.asarray(w).dtype, np.number):
+            raise ValueError(f"Tensor {i}: `weights` must be numbers. Received: an array of {np.asarray(w).dtype}.")
         if not np.all(np.isfinite(w)):
             raise ValueError(f"Tensor {i} has NaN or Inf weights; refusing to rank them.")
     n_alive = int(_alive(masks).sum())

@@ -186,7 +186,7 @@ def test_keras3_base_schedule_refused():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(max_learning_rate="x"), "`max_learning_rate` must be a number >= 0. Received: max_learning_rate='x'"),
+        (dict(max_learning_rate="x"), "`max_learning_rate` must be a finite number >= 0. Received: max_learning_rate='x'"),
         (dict(min_learning_rate=0.5, max_learning_rate=0.1), "`min_learning_rate` must not exceed `max_learning_rate`"),
         (dict(base_epochs=0), "`base_epochs` must be a positive integer. Received: base_epochs=0"),
         (dict(base_epochs=False), "`base_epochs` must be a positive integer. Received: base_epochs=False"),
