@@ -202,8 +202,6 @@ class IMPCallback(keras.callbacks.Callback):
                 "(a model restored from another run, or pruned elsewhere?)."
             )
 
-    # -- Keras hooks ----------------------------------------------------------------------------
-
     def _check_goal_reachable(self) -> None:
         removable = max_removable(self._criterion, [tuple(e.mask.shape) for e in self._entries])
         needed = self._n_total - self.plan.alive_after(self.plan.cycles, self._n_total)
@@ -214,6 +212,8 @@ class IMPCallback(keras.callbacks.Callback):
                 f"({removable / self._n_total:.2%} sparsity): it keeps the first convolution kernel dense and at "
                 "least 20 % of the last tensor. Lower `goal_sparsity`, or choose another selection."
             )
+
+    # -- Keras hooks ----------------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
         self._check_model()

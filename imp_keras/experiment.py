@@ -60,7 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
     retrain_kind: FT/LRW/SLR/CLR/LLR/ALLR (`ft`, ..., `allr`) or a tunable schedule
       (`constant`, `linear`, `cosine`) peaking at `retrain_lr`.
     dense_workdir: workdir of a finished run whose dense model (end of pretraining) this run prunes,
-      instead of training its own; its data, model, batch and learning-rate settings must match.
+      instead of training its own; its data, model, batch, learning-rate settings and
+      `pretrain_epochs` must match.
     lr: the dense schedule. `step` multiplies by `step_factor` at the fractions `step_at` of the
       dense epochs; `linear` and `cosine` go to 0 at their end.
     """

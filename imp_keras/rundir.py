@@ -5,7 +5,8 @@
     tensorboard/         Keras' scalars, plus per-layer sparsity under tensorboard/sparsity
     ladder/              the stripped model at the end of every cycle (cycleNN_sparsityXX.XX.keras)
     dense.keras          the stripped model at the end of the dense training (for `dense_workdir`)
-    backup/              BackupAndRestore's state while the run is unfinished
+    backup/              while the run is unfinished: BackupAndRestore's checkpoint (chief/), the one of
+                         the epoch before (previous/), a damaged one set aside (damaged/); see imp_keras.backup
     export/              the final model as SavedModel, .keras, H5 and TFLite, verified (export_report.json)
     results.json         the summary, written last: its presence means the run is finished
     accuracy_vs_sparsity.png, lr_schedule.png
