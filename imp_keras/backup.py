@@ -50,7 +50,9 @@ def _checked_epoch(directory: str) -> int | None:
         return None
     latest = tf.train.latest_checkpoint(directory)
     if latest is None:
-        raise _Damaged(f"{directory} holds files but no checkpoint TensorFlow can find (its `{_STATE}` file or index is missing or damaged)")
+        raise _Damaged(
+            f"{directory} holds files but no checkpoint TensorFlow can find (its `{_STATE}` file or index is missing or damaged)"
+        )
     try:
         reader = tf.train.load_checkpoint(latest)
         for name in reader.get_variable_to_shape_map():
@@ -108,7 +110,10 @@ def restore_point(backup_dir: str, chief: bool = True) -> RestorePoint:
             )
         return RestorePoint(0)
     if not chief:
-        raise BackupError(f"The latest backup is damaged or missing ({damage or latest_dir}); the chief falls back to the previous one, not this worker.")
+        raise BackupError(
+            f"The latest backup is damaged or missing ({damage or latest_dir}); the chief falls back to the previous one, "
+            "not this worker."
+        )
     damaged_dir = os.path.join(backup_dir, _DAMAGED)
     shutil.rmtree(damaged_dir, ignore_errors=True)
     if os.path.exists(latest_dir):

@@ -158,7 +158,8 @@ def _check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 def _check_int(field: str, value: Any, minimum: int, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum or (maximum is not None and value > maximum):
+    too_big = maximum is not None and isinstance(value, numbers.Integral) and value > maximum
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum or too_big:
         _fail(field, f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]", value)
 
 
@@ -213,7 +214,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     and the fields' consistency; raises a `ValueError` naming the (dotted) field and the value
     received (a `TypeError` if `config` is no ConfigDict). Run before anything is built or trained."""
     if not isinstance(config, ml_collections.ConfigDict):
-        raise TypeError(f"`config` must be an ml_collections.ConfigDict (see base_config). Received: config of type {type(config).__name__}")
+        raise TypeError(
+            f"`config` must be an ml_collections.ConfigDict (see base_config). Received: config of type {type(config).__name__}"
+        )
     _check_fields(config, base_config())
     if not isinstance(config.name, str) or not config.name.strip():
         _fail("name", "a non-empty string", config.name)
@@ -235,11 +238,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_arguments(config.model.name, config.model.kwargs.to_dict(), prefix="model.kwargs.")
     side, shape = MIN_IMAGE_SIDE.get(config.model.name), INPUT_SHAPES[data.name]
     if side and min(shape[:2]) < side:
-        _fail(
-            "model.name",
-            f"a model for the {shape[0]}x{shape[1]} images of data.name={data.name!r} ({config.model.name} needs at least {side}x{side})",
-            config.model.name,
-        )
+        images = f"the {shape[0]}x{shape[1]} images of data.name={data.name!r}"
+        _fail("model.name", f"a model for {images} ({config.model.name} needs at least {side}x{side})", config.model.name)
 
     _check_int("batch_size", config.batch_size, 1)
     _check_choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
@@ -249,7 +249,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_number("lr.initial", config.lr.initial, 0.0, float("inf"), low_open=True, high_open=True)
     _check_choice("lr.decay", config.lr.decay, DECAYS)
     step_at = _check_list("lr.step_at", config.lr.step_at, "a list of fractions of the dense epochs", numbers.Real)
-    if config.lr.decay == "step" and (not step_at or not all(0 < f < 1 for f in step_at) or list(step_at) != sorted(set(step_at))):
+    increasing = bool(step_at) and all(0 < f < 1 for f in step_at) and list(step_at) == sorted(set(step_at))
+    if config.lr.decay == "step" and not increasing:
         _fail("lr.step_at", "at least one, increasing fractions of the dense epochs, each in (0, 1)", config.lr.step_at)
     _check_number("lr.step_factor", config.lr.step_factor, 0.0, 1.0, low_open=True)
 
@@ -297,7 +298,8 @@ def _check_consistency(config: ml_collections.ConfigDict) -> None:
     if config.retrain_kind in _TUNABLE and config.method == "imp" and not config.retrain_lr > 0:
         _fail("retrain_lr", f"> 0 for the tunable retrain_kind={config.retrain_kind!r}", config.retrain_lr)
     if config.block_size and config.selection != "global":
-        _fail("block_size", f"() with selection={config.selection!r} (blocks are ranked by the global criterion)", config.block_size)
+        why = "blocks are ranked by the global criterion"
+        _fail("block_size", f"() with selection={config.selection!r} ({why})", config.block_size)
     if config.dense_workdir and config.method != "imp":
         _fail("dense_workdir", f"empty with method={config.method!r} (it trains its own dense epochs)", config.dense_workdir)
     dense_epochs = config.pretrain_epochs

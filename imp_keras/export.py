@@ -343,7 +343,9 @@ def _as_arrays(data: Any, model: keras.Model, argument: str) -> list[np.ndarray]
     try:
         arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
     except (TypeError, ValueError) as e:
-        raise ValueError(f"`{argument}` must hold arrays of numbers ({e}). Received: {argument} of type {type(data).__name__}") from None
+        raise ValueError(
+            f"`{argument}` must hold arrays of numbers ({e}). Received: {argument} of type {type(data).__name__}"
+        ) from None
     for name, array, tensor in zip(names, arrays, model.inputs):
         expected = tuple(tensor.shape)
         if array.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected[1:], array.shape[1:])):

@@ -128,7 +128,8 @@ class MetricsLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not distribution.is_chief(self.model.distribute_strategy):
             return
-        row = _typed({"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}, "epoch_seconds": time.time() - self._started})
+        values = {key: float(value) for key, value in (logs or {}).items()}
+        row = _typed({"epoch": epoch, **values, "epoch_seconds": time.time() - self._started})
         rows = [r for r in read_metrics(self.path) if r["epoch"] < epoch] + [row]
         keys = set().union(*rows)
         columns = [c for c in _FIRST_COLUMNS if c in keys] + sorted(keys - set(_FIRST_COLUMNS))

@@ -207,9 +207,10 @@ class RetrainSchedule(Schedule, tf.Module):
 
     def _check_tunable(self, initial_learning_rate: float | None, warmup_fraction: float | None) -> None:
         if self.kind in _TUNABLE:
-            if isinstance(initial_learning_rate, bool) or not isinstance(initial_learning_rate, (int, float)) or not 0 < initial_learning_rate < math.inf:
+            rate = initial_learning_rate
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
                 raise ValueError(
-                    f"kind={self.kind!r} needs `initial_learning_rate` > 0. Received: initial_learning_rate={initial_learning_rate!r}"
+                    f"kind={self.kind!r} needs a finite `initial_learning_rate` > 0. Received: initial_learning_rate={rate!r}"
                 )
         elif initial_learning_rate is not None or warmup_fraction is not None:
             raise ValueError(

@@ -175,7 +175,10 @@ def _restore_point(workdir: str, backup_dir: str, method: experiment.Method, chi
     finished (one epoch, which the backup may not have caught, is trained again)."""
     point = backup.restore_point(backup_dir, chief)
     if point.fell_back and verbose:
-        print(f"imp_keras: the latest backup is damaged ({point.fell_back}); continuing from the previous one, of epoch {point.epoch - 1}.")
+        print(
+            f"imp_keras: the latest backup is damaged ({point.fell_back}); continuing from the previous one, "
+            f"of epoch {point.epoch - 1}."
+        )
     finished, evidence = _last_finished_on_disk(workdir, method)
     if finished > point.epoch:
         held = f"its backup ends at epoch {point.epoch - 1}" if point.epoch else f"it has no backup in {backup_dir}"

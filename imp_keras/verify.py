@@ -70,11 +70,12 @@ def _first(where: np.ndarray) -> tuple[int, ...]:
 
 
 def _check_previous(previous_masks: Sequence[np.ndarray], entries: Sequence[masking.MaskedWeight]) -> list[np.ndarray]:
-    if isinstance(previous_masks, (str, bytes)) or not isinstance(previous_masks, Sequence) or len(previous_masks) != len(entries):
+    listed = isinstance(previous_masks, Sequence) and not isinstance(previous_masks, (str, bytes))
+    if not listed or len(previous_masks) != len(entries):
         raise ValueError(
             f"`previous_masks` must be a list of {len(entries)} masks, one per prunable tensor (e.g. an "
             f"earlier `VerifyReport.masks`). Received: previous_masks of type {type(previous_masks).__name__}"
-            + (f" and length {len(previous_masks)}" if isinstance(previous_masks, Sequence) else "")
+            + (f" and length {len(previous_masks)}" if listed else "")
         )
     masks = [np.asarray(m) != 0 for m in previous_masks]
     for entry, mask in zip(entries, masks):
@@ -116,7 +117,9 @@ def verify(
     require_tf_keras(model, "model", keras.Model)
     entries = masking.masked_weights(model)
     if not entries:
-        raise ValueError(f"`model` {model.name!r} has no imp_keras mask holders: it is not a model built by `imp_keras.prunable`.")
+        raise ValueError(
+            f"`model` {model.name!r} has no imp_keras mask holders: it is not a model built by `imp_keras.prunable`."
+        )
     if plan is not None and not isinstance(plan, Plan):
         raise TypeError(f"`plan` must be an imp_keras.Plan or None. Received: plan={plan!r}")
     if (plan is None) != (cycle is None):
@@ -154,7 +157,9 @@ def verify(
         if previous is not None:
             back = ~pruned & ~previous[i]
             if back.any():
-                problems.append(f"{entry.name}: {int(back.sum())} weights pruned earlier are alive again (first at {list(_first(back))})")
+                problems.append(
+                    f"{entry.name}: {int(back.sum())} weights pruned earlier are alive again (first at {list(_first(back))})"
+                )
         masks.append(~pruned)
 
     alive = sum(int(m.sum()) for m in masks)
@@ -165,7 +170,9 @@ def verify(
         tolerance = masking.within_blocks(sizes)
         if abs(alive - expected) > tolerance:
             within = f" (within {tolerance}, half a block)" if tolerance else ""
-            problems.append(f"{alive} of {total} prunable weights are alive, but after {cycle} cycle(s) the plan has {expected}{within}")
+            problems.append(
+                f"{alive} of {total} prunable weights are alive, but after {cycle} cycle(s) the plan has {expected}{within}"
+            )
     if problems:
         raise broken(problems)
     return VerifyReport(tuple(e.name for e in entries), tuple(masks), alive, total, expected, slots)

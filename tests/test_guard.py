@@ -36,7 +36,10 @@ class Inject(keras.callbacks.Callback):
 
 def test_nan_loss_stops_inside_the_epoch_before_the_backup(tmp_path):
     model, schedule = build()
-    callbacks = [IMPCallback(PLAN, schedule, verbose=0), keras.callbacks.BackupAndRestore(tmp_path), NaNGuard(PLAN), Inject(3, 2, np.nan, into="logits")]
+    callbacks = [
+        IMPCallback(PLAN, schedule, verbose=0), keras.callbacks.BackupAndRestore(tmp_path), NaNGuard(PLAN),
+        Inject(3, 2, np.nan, into="logits"),
+    ]
     message = r"^The training loss is nan at batch 2 of epoch 3 \(IMP cycle 1 of 2, retraining at 68.38% sparsity\)\.$"
     with pytest.raises(NonFiniteError, match=message):
         fit(model, callbacks)
@@ -54,7 +57,10 @@ def test_nan_weight_hidden_by_a_relu_is_caught_after_the_last_step():
 def test_inf_weight_after_the_last_step_is_caught_before_the_epoch_ends(tmp_path):
     """Inf momentum before the last step of epoch 1: that step's loss is finite, the kernel it updates is not."""
     model, schedule = build()
-    callbacks = [keras.callbacks.BackupAndRestore(tmp_path), IMPCallback(PLAN, schedule, verbose=0), NaNGuard(PLAN), Inject(1, 3, np.inf, into="momentum")]
+    callbacks = [
+        keras.callbacks.BackupAndRestore(tmp_path), IMPCallback(PLAN, schedule, verbose=0), NaNGuard(PLAN),
+        Inject(1, 3, np.inf, into="momentum"),
+    ]
     message = (
         r"^NaN or Inf in 2 variable\(s\) \(fc/kernel:0, \S*m/fc/kernel:0\) after the last step at batch 3 of "
         r"epoch 1 \(dense pretraining, before IMP cycle 1 of 2\)\.$"

@@ -157,7 +157,7 @@ def test_config_is_flat_apart_from_base():
         (dict(steps_per_epoch=0), "`steps_per_epoch` must be a positive integer. Received: steps_per_epoch=0"),
         (dict(base=None), "`base` is required"),
         (dict(kind="slr", initial_learning_rate=0.1), "apply to kinds"),
-        (dict(kind="linear"), "needs `initial_learning_rate` > 0"),
+        (dict(kind="linear"), "needs a finite `initial_learning_rate` > 0"),
         (dict(kind="linear", initial_learning_rate=0.1, warmup_fraction=1.0), "`warmup_fraction` must be in"),
         (dict(plan=Plan(0.9, 2, 1, 2), kind="lrw"), "longer than the base schedule"),
         (dict(plan=Plan(0.9, 2, 0, 2), kind="slr"), "`base_epochs` is required"),
