@@ -12,9 +12,11 @@ import numpy as np
 from imp_keras import distribution, masking
 from imp_keras._keras import keras, require_tf_keras
 from imp_keras.export import ExportReport, export
+from imp_keras.guard import NonFiniteError, describe_epoch
 from imp_keras.plan import Plan
 from imp_keras.schedules import RetrainSchedule
-from imp_keras.selection import CRITERIA, Criterion, check_block_size, get_criterion, select, select_blocks
+from imp_keras.selection import CRITERIA, Criterion, check_block_size, get_criterion, max_removable, select, select_blocks
+from imp_keras.verify import InvariantError, broken, verify
 
 __all__ = ["IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN"]
 
@@ -41,7 +43,10 @@ class IMPCallback(keras.callbacks.Callback):
     weights with `selection`, zeroes them and their optimizer state, and (for ALLR) measures the
     cycle's peak learning rate. Every decision is a function of the epoch, so a run resumed by
     `keras.callbacks.BackupAndRestore` repeats it exactly; the masks are checked against the plan
-    at the start of every epoch.
+    at the start of every epoch, and at the end of every cycle `imp_keras.verify` checks every
+    invariant (binary, monotone masks; pruned weights and their optimizer state exactly 0.0; the
+    plan's alive count) and raises `imp_keras.InvariantError` if one is broken. A goal that the
+    selection cannot reach (`uniform_plus` keeps some weights) is refused before training.
 
     With `block_size`, Dense kernels lose whole blocks (see `imp_keras.selection.select_blocks`), so
     a runtime with block-sparse kernels can skip them: (4, 1) blocks of a Keras [in, out] kernel are
@@ -114,6 +119,9 @@ class IMPCallback(keras.callbacks.Callback):
                 )
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
+        for argument, value in (("ladder_dir", ladder_dir), ("export_dir", export_dir)):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"`{argument}` must be a path or None. Received: {argument}={value!r}")
         self.plan = plan
         self._given_schedule = schedule
         self.schedule = schedule
@@ -132,6 +140,7 @@ class IMPCallback(keras.callbacks.Callback):
         self._tolerance = 0
         self._n_total = 0
         self._alive = 0
+        self._verified_masks: tuple[np.ndarray, ...] | None = None
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -143,12 +152,8 @@ class IMPCallback(keras.callbacks.Callback):
                 f"Model {self.model.name!r} has no imp_keras mask holders: wrap it with "
                 "`imp_keras.prunable(model)` before compiling it."
             )
-        self._block_sizes = [
-            self.block_size if self.block_size and isinstance(e.layer, keras.layers.Dense) else None
-            for e in self._entries
-        ]
-        # A whole-block prefix lands within half its largest step (one block) of any target.
-        self._tolerance = math.prod(self.block_size) // 2 if any(self._block_sizes) else 0
+        self._block_sizes = masking.block_sizes(self._entries, self.block_size)
+        self._tolerance = masking.within_blocks(self._block_sizes)
         optimizer = self.model.optimizer
         require_tf_keras(optimizer, "model.optimizer", (keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer))
         used = masking.learning_rate_setting(self.model.optimizer)
@@ -197,12 +202,25 @@ class IMPCallback(keras.callbacks.Callback):
                 "(a model restored from another run, or pruned elsewhere?)."
             )
 
+    def _check_goal_reachable(self) -> None:
+        removable = max_removable(self._criterion, [tuple(e.mask.shape) for e in self._entries])
+        needed = self._n_total - self.plan.alive_after(self.plan.cycles, self._n_total)
+        if removable is not None and needed > removable:
+            raise ValueError(
+                f"goal_sparsity={self.plan.goal_sparsity} needs {needed:,} of the {self._n_total:,} prunable weights "
+                f"removed, but selection={self.selection!r} can remove at most {removable:,} "
+                f"({removable / self._n_total:.2%} sparsity): it keeps the first convolution kernel dense and at "
+                "least 20 % of the last tensor. Lower `goal_sparsity`, or choose another selection."
+            )
+
     # -- Keras hooks ----------------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
         self._check_model()
         self._n_total = sum(int(np.prod(e.mask.shape)) for e in self._entries)
         self._alive = self._n_total
+        self._check_goal_reachable()
+        self._verified_masks = None
         with self.model.distribute_strategy.scope():
             masking.build_optimizer(self.model.optimizer, self.model.trainable_weights)
 
@@ -218,11 +236,19 @@ class IMPCallback(keras.callbacks.Callback):
         pruning = cycle > 0 and epoch == self.plan.cycle_start_epochs[cycle - 1] and not resumed_mid_epoch
         self._check_alive(epoch, cycle - 1 if pruning else cycle, alive)
         self._alive = alive
+        if self._verified_masks is None:  # what this fit started from: later masks must stay within it
+            self._verified_masks = tuple(masks)
         if pruning:
             self._prune(epoch, cycle, masks)
 
     def _prune(self, epoch: int, cycle: int, masks: list[np.ndarray]) -> None:
         weights = [e.weight.numpy() for e in self._entries]
+        faulty = [e.name for e, w in zip(self._entries, weights) if not np.isfinite(w).all()]
+        if faulty:
+            raise NonFiniteError(
+                f"Cannot prune at {describe_epoch(self.plan, epoch)}: {', '.join(faulty)} hold NaN or Inf weights. "
+                "Add imp_keras.NaNGuard to fit's callbacks to stop at the batch where they appear."
+            )
         if any(self._block_sizes):
             # Aim at the plan's alive count, not its removal count, so block rounding never accumulates.
             count = max(0, self._alive - self.plan.alive_after(cycle, self._n_total))
@@ -267,8 +293,10 @@ class IMPCallback(keras.callbacks.Callback):
             if self.schedule is not None and self.schedule.kind == "allr":
                 logs["allr_d"] = float(self.schedule.allr_d[cycle - 1]) if cycle else float("nan")
                 logs["eta_star"] = float(self.schedule.eta_star[cycle - 1]) if cycle else float("nan")
-        if self.ladder_dir and self.plan.is_last_epoch_of_cycle(epoch):
-            self._save_rung(cycle, sparsity)
+        if self.plan.is_last_epoch_of_cycle(epoch):
+            self._verify(epoch, cycle)
+            if self.ladder_dir:
+                self._save_rung(cycle, sparsity)
         self._finished_plan = epoch == self.plan.total_epochs - 1
 
     def on_train_end(self, logs=None):
@@ -282,6 +310,13 @@ class IMPCallback(keras.callbacks.Callback):
                     options.update(latency_runs=0, verbose=0)
                 report = export(self.model, directory, **options)
             self.export_report = report if chief else None
+
+    def _verify(self, epoch: int, cycle: int) -> None:
+        try:
+            report = verify(self.model, self.plan, cycle=cycle, previous_masks=self._verified_masks, block_size=self.block_size)
+        except InvariantError as e:
+            raise broken(e.problems, f" at the end of IMP cycle {cycle} of {self.plan.cycles} (epoch {epoch})") from None
+        self._verified_masks = report.masks
 
     def _save_rung(self, cycle: int, sparsity: float) -> None:
         name = f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras"

@@ -46,7 +46,18 @@ import tensorflow as tf
 
 from imp_keras.plan import _check_int
 
-__all__ = ["DATASETS", "Data", "IDX_FILES", "SOURCES", "load", "load_cifar", "load_idx", "load_idx_dataset"]
+__all__ = [
+    "DATASETS",
+    "Data",
+    "IDX_FILES",
+    "INPUT_SHAPES",
+    "SOURCES",
+    "load",
+    "load_cifar",
+    "load_idx",
+    "load_idx_dataset",
+    "validation_count",
+]
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet2012")
 SOURCES = ("files", "tfds", "synthetic")
@@ -417,6 +428,8 @@ _SPECS = {
                           tfds_test_split="validation"),
 }
 
+INPUT_SHAPES = {name: spec.input_shape for name, spec in _SPECS.items()}
+
 
 # ---------------------------------------------------------------------------------------------------
 # Example sources: held in memory (exact permutation per epoch) or streamed (windowed permutation)
@@ -489,14 +502,24 @@ class _Stream:
         return self._indexed().map(lambda index, raw, label: (raw, label))
 
 
-def _validation_mask(count: int, validation_split: float, seed: int) -> np.ndarray:
-    """True for the round(validation_split * count) examples a `seed`-permutation puts first."""
+def validation_count(count: int, validation_split: float, argument: str = "validation_split") -> int:
+    """How many of `count` training examples `validation_split` holds out: round(validation_split * count).
+
+    Raises:
+      ValueError: that leaves no training or no validation example (`argument` names the split).
+    """
     validation = round(validation_split * count)
     if not 0 < validation < count:
         raise ValueError(
-            f"`validation_split` must leave at least one training and one validation example of the {count} "
-            f"training examples. Received: validation_split={validation_split}"
+            f"`{argument}` must leave at least one training and one validation example of the {count} "
+            f"training examples. Received: {argument}={validation_split}"
         )
+    return validation
+
+
+def _validation_mask(count: int, validation_split: float, seed: int) -> np.ndarray:
+    """True for the round(validation_split * count) examples a `seed`-permutation puts first."""
+    validation = validation_count(count, validation_split)
     is_validation = np.zeros(count, dtype=bool)
     is_validation[np.random.default_rng(seed).permutation(count)[:validation]] = True
     return is_validation

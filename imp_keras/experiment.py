@@ -12,6 +12,7 @@ A config file defines `get_config(arg=None)` and builds on `base_config()`:
 """
 
 import dataclasses
+import difflib
 import numbers
 from typing import Any
 
@@ -19,8 +20,9 @@ import ml_collections
 
 from imp_keras import distribution
 from imp_keras._keras import keras
-from imp_keras.data import DATASETS, SOURCES
+from imp_keras.data import DATASETS, INPUT_SHAPES, SOURCES, validation_count
 from imp_keras.export import FORMATS
+from imp_keras.models import MIN_IMAGE_SIDE, MODELS, check_arguments
 from imp_keras.plan import Plan
 from imp_keras.schedules import KINDS, RetrainSchedule
 from imp_keras.selection import CRITERIA
@@ -58,7 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
     retrain_kind: FT/LRW/SLR/CLR/LLR/ALLR (`ft`, ..., `allr`) or a tunable schedule
       (`constant`, `linear`, `cosine`) peaking at `retrain_lr`.
     dense_workdir: workdir of a finished run whose dense model (end of pretraining) this run prunes,
-      instead of training its own; its data, model, batch and learning-rate settings must match.
+      instead of training its own; its data, model, batch, learning-rate settings and
+      `pretrain_epochs` must match.
     lr: the dense schedule. `step` multiplies by `step_factor` at the fractions `step_at` of the
       dense epochs; `linear` and `cosine` go to 0 at their end.
     """
@@ -151,19 +154,25 @@ def _fail(field: str, requirement: str, value: Any) -> None:
 
 
 def _check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         _fail(field, f"one of {choices}", value)
 
 
-def _check_int(field: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        _fail(field, f"an integer >= {minimum}", value)
+def _check_int(field: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+    too_big = maximum is not None and isinstance(value, numbers.Integral) and value > maximum
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum or too_big:
+        _fail(field, f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]", value)
 
 
-def _check_number(field: str, value: Any, low: float, high: float, *, high_open: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and low <= value and (value < high if high_open else value <= high)
+def _check_number(field: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and (low < value if low_open else low <= value)
+        and (value < high if high_open else value <= high)
+    )
     if not ok:
-        _fail(field, f"a number in [{low}, {high}{')' if high_open else ']'}", value)
+        _fail(field, f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}", value)
 
 
 def _check_bool(field: str, value: Any) -> None:
@@ -171,83 +180,136 @@ def _check_bool(field: str, value: Any) -> None:
         _fail(field, "True or False", value)
 
 
+def _check_str(field: str, value: Any, what: str) -> None:
+    if not isinstance(value, str):
+        _fail(field, what, value)
+
+
+def _check_list(field: str, value: Any, what: str, item: type | tuple[type, ...]) -> tuple:
+    """`value` as a tuple, after checking it is a list or tuple of `item`s (never bools)."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+        _fail(field, what, value)
+    return tuple(value)
+
+
+def _check_fields(config: Any, expected: ml_collections.ConfigDict, prefix: str = "") -> None:
+    """Every field of `base_config()` present, and no other: a misspelt field would be ignored."""
+    for key in expected.keys():
+        field = prefix + key
+        if key not in config:
+            raise ValueError(f"`{field}` is missing from the config; build configs on experiment.base_config().")
+        if isinstance(expected[key], ml_collections.ConfigDict):
+            if not isinstance(config[key], ml_collections.ConfigDict):
+                _fail(field, "a group of fields (an ml_collections.ConfigDict)", config[key])
+            if field != "model.kwargs":  # the model builder's own arguments
+                _check_fields(config[key], expected[key], field + ".")
+    for key in config.keys():
+        if key not in expected:
+            close = difflib.get_close_matches(key, list(expected.keys()), n=1)
+            hint = f"; did you mean `{prefix}{close[0]}`?" if close else ""
+            raise ValueError(f"`{prefix}{key}` is not a config field{hint} (the fields are those of experiment.base_config()).")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Checks every field's type, range and the fields' consistency; raises a `ValueError` naming
-    the field and the value received. Run before anything is built or trained."""
-    _check_int("seed", config.seed, 0)
+    """Checks that `config` has exactly the fields of `base_config()`, each field's type and range,
+    and the fields' consistency; raises a `ValueError` naming the (dotted) field and the value
+    received (a `TypeError` if `config` is no ConfigDict). Run before anything is built or trained."""
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise TypeError(
+            f"`config` must be an ml_collections.ConfigDict (see base_config). Received: config of type {type(config).__name__}"
+        )
+    _check_fields(config, base_config())
+    if not isinstance(config.name, str) or not config.name.strip():
+        _fail("name", "a non-empty string", config.name)
+    _check_int("seed", config.seed, 0, 2**32 - 1)  # NumPy's seeds are 32-bit
     _check_bool("deterministic", config.deterministic)
-    _check_choice("data.name", config.data.name, DATASETS)
-    _check_choice("data.source", config.data.source, SOURCES)
-    if config.data.source == "files" and not config.data.data_dir:
-        _fail("data.data_dir", "the folder holding the original files with data.source='files'", config.data.data_dir)
-    _check_number("data.validation_split", config.data.validation_split, 0.0, 1.0, high_open=True)
-    _check_bool("data.augment", config.data.augment)
-    _check_int("data.synthetic_examples", config.data.synthetic_examples, 1)
-    _check_int("data.max_examples", config.data.max_examples, 0)
-    if not isinstance(config.model.name, str) or not config.model.name:
-        _fail("model.name", "the name of a model in imp_keras.models", config.model.name)
+
+    data = config.data
+    _check_choice("data.name", data.name, DATASETS)
+    _check_choice("data.source", data.source, SOURCES)
+    _check_str("data.data_dir", data.data_dir, "a path (or empty)")
+    if data.source == "files" and not data.data_dir:
+        _fail("data.data_dir", "the folder holding the original files with data.source='files'", data.data_dir)
+    _check_number("data.validation_split", data.validation_split, 0.0, 1.0, high_open=True)
+    _check_bool("data.augment", data.augment)
+    _check_int("data.synthetic_examples", data.synthetic_examples, 1)
+    _check_int("data.max_examples", data.max_examples, 0)
+
+    _check_choice("model.name", config.model.name, tuple(MODELS))
+    check_arguments(config.model.name, config.model.kwargs.to_dict(), prefix="model.kwargs.")
+    side, shape = MIN_IMAGE_SIDE.get(config.model.name), INPUT_SHAPES[data.name]
+    if side and min(shape[:2]) < side:
+        images = f"the {shape[0]}x{shape[1]} images of data.name={data.name!r}"
+        _fail("model.name", f"a model for {images} ({config.model.name} needs at least {side}x{side})", config.model.name)
+
     _check_int("batch_size", config.batch_size, 1)
     _check_choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
     _check_number("optimizer.momentum", config.optimizer.momentum, 0.0, 1.0, high_open=True)
     _check_bool("optimizer.nesterov", config.optimizer.nesterov)
     _check_number("optimizer.weight_decay", config.optimizer.weight_decay, 0.0, 1.0)
-    _check_number("lr.initial", config.lr.initial, 0.0, float("inf"), high_open=True)
-    if not config.lr.initial > 0:
-        _fail("lr.initial", "> 0", config.lr.initial)
+    _check_number("lr.initial", config.lr.initial, 0.0, float("inf"), low_open=True, high_open=True)
     _check_choice("lr.decay", config.lr.decay, DECAYS)
-    step_at = tuple(config.lr.step_at)
-    if config.lr.decay == "step" and (
-        not all(isinstance(f, numbers.Real) and 0 < f < 1 for f in step_at) or list(step_at) != sorted(set(step_at))
-    ):
-        _fail("lr.step_at", "increasing fractions of the dense epochs, each in (0, 1)", config.lr.step_at)
-    _check_number("lr.step_factor", config.lr.step_factor, 0.0, 1.0)
+    step_at = _check_list("lr.step_at", config.lr.step_at, "a list of fractions of the dense epochs", numbers.Real)
+    increasing = bool(step_at) and all(0 < f < 1 for f in step_at) and list(step_at) == sorted(set(step_at))
+    if config.lr.decay == "step" and not increasing:
+        _fail("lr.step_at", "at least one, increasing fractions of the dense epochs, each in (0, 1)", config.lr.step_at)
+    _check_number("lr.step_factor", config.lr.step_factor, 0.0, 1.0, low_open=True)
 
     _check_choice("method", config.method, METHODS)
     _check_number("goal_sparsity", config.goal_sparsity, 0.0, 1.0, high_open=True)
     _check_int("cycles", config.cycles, 1)
-    _check_int("pretrain_epochs", config.pretrain_epochs, 0)
+    # With `dense_workdir` too: the reused run's dense epochs, which must match.
+    _check_int("pretrain_epochs", config.pretrain_epochs, 1)
     _check_int("retrain_epochs", config.retrain_epochs, 1)
     _check_int("total_epochs", config.total_epochs, 0)
     _check_choice("retrain_kind", config.retrain_kind, KINDS)
     _check_number("retrain_lr", config.retrain_lr, 0.0, float("inf"), high_open=True)
-    if config.retrain_kind in _TUNABLE and config.method == "imp" and not config.retrain_lr > 0:
-        _fail("retrain_lr", f"> 0 for the tunable retrain_kind={config.retrain_kind!r}", config.retrain_lr)
-    if isinstance(config.selection, str):
-        _check_choice("selection", config.selection, tuple(sorted(CRITERIA)))
-    else:
-        _fail("selection", f"one of {tuple(sorted(CRITERIA))}", config.selection)
-    block_size = tuple(config.block_size)
-    if block_size and (len(block_size) != 2 or not all(isinstance(b, numbers.Integral) and not isinstance(b, bool) and b >= 1 for b in block_size)):
+    _check_choice("selection", config.selection, tuple(sorted(CRITERIA)))
+    block_size = _check_list("block_size", config.block_size, "() or two positive integers, e.g. (4, 1)", numbers.Integral)
+    if block_size and (len(block_size) != 2 or min(block_size) < 1):
         _fail("block_size", "() or two positive integers, e.g. (4, 1)", config.block_size)
-    if block_size and config.selection != "global":
-        _fail("block_size", f"() with selection={config.selection!r} (blocks are ranked by the global criterion)", config.block_size)
     _check_bool("exact_goal", config.exact_goal)
     _check_bool("reset_optimizer", config.reset_optimizer)
-    if not isinstance(config.dense_workdir, str):
-        _fail("dense_workdir", "a path (or empty)", config.dense_workdir)
+    _check_str("dense_workdir", config.dense_workdir, "a path (or empty)")
     _check_choice("distribution", config.distribution, distribution.STRATEGIES)
     _check_bool("mixed_precision", config.mixed_precision)
     _check_bool("xla", config.xla)
-    formats = tuple(config.export_formats)
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or len(set(formats)) != len(formats):
+    formats = _check_list("export_formats", config.export_formats, f"distinct formats among {FORMATS} (or empty)", str)
+    if any(f not in FORMATS for f in formats) or len(set(formats)) != len(formats):
         _fail("export_formats", f"distinct formats among {FORMATS} (or empty)", config.export_formats)
     _check_int("export_samples", config.export_samples, 1)
     _check_int("export_latency_runs", config.export_latency_runs, 0)
 
+    _check_consistency(config)
+
+
+def _check_consistency(config: ml_collections.ConfigDict) -> None:
+    data = config.data
+    train, sources = None, []  # otherwise the files tell, when they are read
+    if data.source == "synthetic":
+        train, sources = data.synthetic_examples, [f"`data.synthetic_examples`={data.synthetic_examples}"]
+        if data.validation_split:
+            train -= validation_count(train, data.validation_split, "data.validation_split")
+            sources.append(f"less `data.validation_split`={data.validation_split}")
+    if data.max_examples:
+        train = min(train or data.max_examples, data.max_examples)
+        sources.append(f"`data.max_examples`={data.max_examples}")
+    if train is not None and config.batch_size > train:
+        _fail("batch_size", f"at most the {train} training examples ({', '.join(sources)})", config.batch_size)
+    if config.retrain_kind in _TUNABLE and config.method == "imp" and not config.retrain_lr > 0:
+        _fail("retrain_lr", f"> 0 for the tunable retrain_kind={config.retrain_kind!r}", config.retrain_lr)
+    if config.block_size and config.selection != "global":
+        why = "blocks are ranked by the global criterion"
+        _fail("block_size", f"() with selection={config.selection!r} ({why})", config.block_size)
+    if config.dense_workdir and config.method != "imp":
+        _fail("dense_workdir", f"empty with method={config.method!r} (it trains its own dense epochs)", config.dense_workdir)
     dense_epochs = config.pretrain_epochs
-    if config.method == "bimp":
-        if config.dense_workdir:
-            _fail("dense_workdir", "empty with method='bimp' (BIMP trains its own T0 dense epochs in its budget)", config.dense_workdir)
-        if config.total_epochs < config.pretrain_epochs + config.cycles:
-            _fail("total_epochs", f"at least pretrain_epochs + cycles = {config.pretrain_epochs + config.cycles} for BIMP", config.total_epochs)
-    if config.method in ("bimp", "dense") or not config.dense_workdir:
-        if dense_epochs < 1:
-            _fail("pretrain_epochs", f">= 1 with method={config.method!r} unless `dense_workdir` gives a trained model", dense_epochs)
+    if config.method == "bimp" and config.total_epochs < dense_epochs + config.cycles:
+        _fail("total_epochs", f"at least pretrain_epochs + cycles = {dense_epochs + config.cycles} for BIMP", config.total_epochs)
     if config.method == "imp" and config.total_epochs and config.total_epochs < dense_epochs + config.cycles:
         _fail("total_epochs", f"0 or at least pretrain_epochs + cycles = {dense_epochs + config.cycles}", config.total_epochs)
     if config.method == "imp" and config.retrain_kind == "lrw":
-        longest = _retrain_epochs(config)[-1]
+        longest = max(_retrain_epochs(config))
         if longest > dense_epochs:
             _fail("retrain_epochs", f"at most pretrain_epochs={dense_epochs} for LRW (it rewinds within the dense schedule)", longest)
 

@@ -340,7 +340,12 @@ def _as_arrays(data: Any, model: keras.Model, argument: str) -> list[np.ndarray]
         raise ValueError(
             f"`{argument}` must hold one array per model input ({len(names)}: {names}). Received: {len(arrays)} array(s)."
         )
-    arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
+    try:
+        arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"`{argument}` must hold arrays of numbers ({e}). Received: {argument} of type {type(data).__name__}"
+        ) from None
     for name, array, tensor in zip(names, arrays, model.inputs):
         expected = tuple(tensor.shape)
         if array.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected[1:], array.shape[1:])):
@@ -823,6 +828,8 @@ def export(
     ```
     """
     require_tf_keras(model, "model", keras.Model)
+    if not isinstance(out_dir, (str, os.PathLike)) or not os.fspath(out_dir):
+        raise TypeError(f"`out_dir` must be a path. Received: out_dir={out_dir!r}")
     formats = _check_formats(formats)
     if isinstance(latency_runs, bool) or not isinstance(latency_runs, int) or latency_runs < 0:
         raise ValueError(f"`latency_runs` must be an integer >= 0. Received: latency_runs={latency_runs!r}")

@@ -12,6 +12,7 @@ decay and L2 regularisation, and clipping by norm sees the same gradients as a t
 from collections.abc import Iterable, Sequence
 import dataclasses
 import inspect
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +26,7 @@ __all__ = [
     "MaskHolder",
     "MaskedWeight",
     "apply_masks",
+    "block_sizes",
     "build_optimizer",
     "last_learning_rate",
     "layers_of",
@@ -35,6 +37,7 @@ __all__ = [
     "prunable",
     "reset_optimizer",
     "strip",
+    "within_blocks",
 ]
 
 _DEPTHWISE = (keras.layers.DepthwiseConv2D, keras.layers.DepthwiseConv1D)
@@ -211,7 +214,7 @@ def prunable(
     for flag, value in (("depthwise", depthwise), ("embeddings", embeddings)):
         if not isinstance(value, bool):
             raise ValueError(f"`{flag}` must be a bool. Received: {flag}={value!r}")
-    if isinstance(exclude, (str, type)):
+    if isinstance(exclude, (str, type)) or not isinstance(exclude, Iterable):
         raise ValueError(f"`exclude` must be a list of layer names or classes. Received: exclude={exclude!r}")
     exclude = list(exclude)
     excluded_names = {e for e in exclude if isinstance(e, str)}
@@ -292,6 +295,18 @@ def masked_weights(model: keras.Model) -> list[MaskedWeight]:
             seen.add(weight.ref())
             entries.append(MaskedWeight(f"{holder.layer.name}/{names[0]}", weight, mask, holder.layer))
     return entries
+
+
+def block_sizes(entries: Sequence[MaskedWeight], block_size: tuple[int, int] | None) -> list[tuple[int, int] | None]:
+    """The blocks each tensor loses weights in with `IMPCallback(block_size=...)`: Dense kernels in
+    `block_size` blocks, every other tensor weight by weight (None)."""
+    return [block_size if block_size and isinstance(e.layer, keras.layers.Dense) else None for e in entries]
+
+
+def within_blocks(sizes: Sequence[tuple[int, int] | None]) -> int:
+    """How far whole-block pruning may land from the plan's alive count: half the largest block
+    (a whole-block prefix lands within half its largest step of any target); 0 without blocks."""
+    return max((math.prod(size) // 2 for size in sizes if size), default=0)
 
 
 def _inner(optimizer):

@@ -6,7 +6,7 @@ logits: no softmax, no kernel regularizers (weight decay belongs to the optimize
 computed in float32; under float32 it does nothing.
 """
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 import inspect
 import numbers
 from typing import Any
@@ -14,7 +14,21 @@ from typing import Any
 from imp_keras._keras import keras
 from imp_keras.plan import _check_int
 
-__all__ = ["MODELS", "build", "conv_net", "lenet_300_100", "resnet50", "resnet_cifar", "vgg16_bn", "wide_resnet"]
+__all__ = [
+    "MIN_IMAGE_SIDE",
+    "MODELS",
+    "build",
+    "check_arguments",
+    "conv_net",
+    "lenet_300_100",
+    "resnet50",
+    "resnet_cifar",
+    "vgg16_bn",
+    "wide_resnet",
+]
+
+# Models whose downsampling needs images of at least this height and width.
+MIN_IMAGE_SIDE = {"vgg16_bn": 32, "resnet50": 32}
 
 
 def _float32_logits() -> keras.layers.Layer:
@@ -42,14 +56,35 @@ def _bn_relu(x, prefix: str, suffix: str = ""):
     return keras.layers.ReLU(name=f"{prefix}_relu{suffix}")(_batch_norm(f"{prefix}_bn{suffix}")(x))
 
 
-def _blocks_per_stage(depth: Any, extra_layers: int) -> int:
+def _blocks_per_stage(depth: Any, extra_layers: int, argument: str = "depth") -> int:
     """n for `depth` = 6n + `extra_layers`: three stages of n residual blocks of two convolutions."""
     if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 6 + extra_layers or (depth - extra_layers) % 6:
         examples = ", ".join(str(6 * n + extra_layers) for n in (1, 2, 3, 4))
         raise ValueError(
-            f"`depth` must be 6n+{extra_layers} for an integer n >= 1 ({examples}, ...). Received: depth={depth!r}"
+            f"`{argument}` must be 6n+{extra_layers} for an integer n >= 1 ({examples}, ...). Received: {argument}={depth!r}"
         )
     return (depth - extra_layers) // 6
+
+
+def _check_conv_depth(depth: Any, argument: str = "depth") -> int:
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth not in (2, 4, 6):
+        raise ValueError(f"`{argument}` must be 2, 4 or 6. Received: {argument}={depth!r}")
+    return int(depth)
+
+
+def _check_dropout(dropout: Any, argument: str = "dropout") -> float:
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+        raise ValueError(f"`{argument}` must be in [0, 1). Received: {argument}={dropout!r}")
+    return float(dropout)
+
+
+def _check_image_side(input_shape: tuple[int, ...], model: str) -> None:
+    side = MIN_IMAGE_SIDE[model]
+    if len(input_shape) != 3 or min(input_shape[:2]) < side:
+        raise ValueError(
+            f"`input_shape` must be (height, width, channels) of at least {side}x{side} for {model}. "
+            f"Received: input_shape={tuple(input_shape)!r}"
+        )
 
 
 def _stages(blocks: int, widths: Sequence[int]) -> Iterator[tuple[str, int, int]]:
@@ -95,8 +130,7 @@ def conv_net(depth: int = 4, input_shape: tuple[int, ...] = (28, 28, 1), classes
       input_shape: shape of one image, e.g. (28, 28, 1) for Fashion-MNIST.
       classes: number of logits.
     """
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth not in (2, 4, 6):
-        raise ValueError(f"`depth` must be 2, 4 or 6. Received: depth={depth!r}")
+    depth = _check_conv_depth(depth)
     classes = _check_int("classes", classes, 1)
     inputs = keras.Input(input_shape)
     x = inputs
@@ -172,8 +206,7 @@ def wide_resnet(
     blocks = _blocks_per_stage(depth, 4)
     width = _check_int("width", width, 1)
     classes = _check_int("classes", classes, 1)
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+    dropout = _check_dropout(dropout)
     inputs = keras.Input(input_shape)
     x = _conv(16, 3, 1, "stem_conv")(inputs)
     for prefix, filters, strides in _stages(blocks, (16 * width, 32 * width, 64 * width)):
@@ -204,6 +237,7 @@ def vgg16_bn(input_shape: tuple[int, ...] = (32, 32, 3), classes: int = 10) -> k
       classes: number of logits.
     """
     classes = _check_int("classes", classes, 1)
+    _check_image_side(input_shape, "vgg16_bn")
     inputs = keras.Input(input_shape)
     x = inputs
     for block, (filters, convs) in enumerate(((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)), start=1):
@@ -222,6 +256,7 @@ def resnet50(input_shape: tuple[int, ...] = (224, 224, 3), classes: int = 1000) 
       classes: number of logits.
     """
     classes = _check_int("classes", classes, 1)
+    _check_image_side(input_shape, "resnet50")
     base = keras.applications.ResNet50(weights=None, input_shape=input_shape, classes=classes, classifier_activation=None)
     return keras.Model(base.inputs, _float32_logits()(base.outputs[0]), name="resnet50")
 
@@ -234,6 +269,39 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
     "vgg16_bn": vgg16_bn,
     "resnet50": resnet50,
 }
+
+
+# The checks of each builder's own arguments, for `check_arguments`: (value, argument name) -> None.
+_ARGUMENT_CHECKS: dict[str, dict[str, Callable[[Any, str], object]]] = {
+    "conv_net": {"depth": _check_conv_depth},
+    "resnet_cifar": {"depth": lambda value, argument: _blocks_per_stage(value, 2, argument)},
+    "wide_resnet": {
+        "depth": lambda value, argument: _blocks_per_stage(value, 4, argument),
+        "width": lambda value, argument: _check_int(argument, value, 1),
+        "dropout": _check_dropout,
+    },
+}
+
+
+def check_arguments(name: str, kwargs: Mapping[str, Any], prefix: str = "") -> None:
+    """Raises the `ValueError` that `build(name, ..., **kwargs)` would, without building anything:
+    an argument the builder does not take, or an invalid value.
+
+    Args:
+      name: a key of `MODELS`.
+      kwargs: the builder's arguments other than `input_shape` and `classes`.
+      prefix: how the caller's messages name the arguments, e.g. "model.kwargs." in a config.
+    """
+    accepted = [p for p in inspect.signature(MODELS[name]).parameters if p not in ("input_shape", "classes")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        where = f"`{prefix[:-1]}`: " if prefix else ""
+        raise ValueError(
+            f"{where}Model {name!r} takes no argument {', '.join(map(repr, unknown))}; besides `input_shape` and "
+            f"`classes` it takes {accepted or 'nothing'}. Received: {', '.join(f'{prefix}{k}={kwargs[k]!r}' for k in unknown)}"
+        )
+    for key, value in kwargs.items():
+        _ARGUMENT_CHECKS[name][key](value, prefix + key)
 
 
 def build(name: str, input_shape: tuple[int, ...], classes: int, **kwargs: Any) -> keras.Model:
@@ -255,12 +323,5 @@ def build(name: str, input_shape: tuple[int, ...], classes: int, **kwargs: Any) 
     """
     if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"`name` must be one of {list(MODELS)}. Received: name={name!r}")
-    builder = MODELS[name]
-    accepted = [p for p in inspect.signature(builder).parameters if p not in ("input_shape", "classes")]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"Model {name!r} takes no argument {', '.join(map(repr, unknown))}; besides `input_shape` and "
-            f"`classes` it takes {accepted or 'nothing'}. Received: {', '.join(f'{k}={kwargs[k]!r}' for k in unknown)}"
-        )
-    return builder(input_shape=input_shape, classes=classes, **kwargs)
+    check_arguments(name, kwargs)
+    return MODELS[name](input_shape=input_shape, classes=classes, **kwargs)

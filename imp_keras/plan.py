@@ -137,6 +137,7 @@ class Plan:
         monotone, and exact at the end.
         """
         _check_int("cycle", cycle, 0)
+        _check_int("n_total", n_total, 0)
         if cycle > self.cycles:
             raise ValueError(f"`cycle` must be at most cycles={self.cycles}. Received: cycle={cycle}")
         if self.exact_goal:

@@ -5,7 +5,8 @@
     tensorboard/         Keras' scalars, plus per-layer sparsity under tensorboard/sparsity
     ladder/              the stripped model at the end of every cycle (cycleNN_sparsityXX.XX.keras)
     dense.keras          the stripped model at the end of the dense training (for `dense_workdir`)
-    backup/              BackupAndRestore's state while the run is unfinished
+    backup/              while the run is unfinished: BackupAndRestore's checkpoint (chief/), the one of
+                         the epoch before (previous/), a damaged one set aside (damaged/); see imp_keras.backup
     export/              the final model as SavedModel, .keras, H5 and TFLite, verified (export_report.json)
     results.json         the summary, written last: its presence means the run is finished
     accuracy_vs_sparsity.png, lr_schedule.png
@@ -50,6 +51,7 @@ TENSORBOARD = "tensorboard"
 EXPORT = "export"
 
 _FIRST_COLUMNS = ("epoch", "phase", "cycle", "sparsity", "lr", "loss", "accuracy", "val_loss", "val_accuracy")
+_INT_COLUMNS = ("epoch", "cycle", "phase")
 
 
 def write_json(path: str, value: Any) -> None:
@@ -65,21 +67,46 @@ def read_json(path: str) -> Any:
         with open(path) as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); the file is damaged. Move it away to start afresh.") from e
+        raise ValueError(f"{path} is damaged: not valid JSON ({e}).") from e
+
+
+def _typed(row: dict[str, float]) -> dict[str, float]:
+    """`row` with its count columns (`epoch`, `cycle`, `phase`) as ints."""
+    for key in _INT_COLUMNS:
+        if key in row and not np.isnan(row[key]):
+            row[key] = int(row[key])
+    return row
 
 
 def read_metrics(path: str) -> list[dict[str, float]]:
-    """The rows of a metrics.csv, numbers as floats (`epoch`, `cycle`, `phase` as ints), by epoch."""
+    """The rows of a metrics.csv, numbers as floats (`epoch`, `cycle`, `phase` as ints), by epoch.
+
+    Raises:
+      ValueError: the file is damaged (not one row of numbers per epoch under its header).
+    """
     if not os.path.exists(path):
         return []
-    with open(path, newline="") as f:
-        rows = []
-        for row in csv.DictReader(f):
-            parsed = {key: float(value) if value not in ("", None) else float("nan") for key, value in row.items()}
-            for key in ("epoch", "cycle", "phase"):
-                if key in parsed and not np.isnan(parsed[key]):
-                    parsed[key] = int(parsed[key])
-            rows.append(parsed)
+    rows = []
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is not None and "epoch" not in reader.fieldnames:
+                raise ValueError(f"its header {reader.fieldnames} has no `epoch` column")
+            for row in reader:
+                if None in row or None in row.values():
+                    raise ValueError(f"line {reader.line_num} has {'more' if None in row else 'fewer'} fields than the header")
+                try:
+                    parsed = _typed({key: float(value) if value != "" else float("nan") for key, value in row.items()})
+                except (ValueError, OverflowError) as e:
+                    raise ValueError(f"line {reader.line_num}: {e}") from None
+                if not isinstance(parsed["epoch"], int) or parsed["epoch"] < 0:
+                    raise ValueError(f"line {reader.line_num} has no epoch")
+                rows.append(parsed)
+    except (ValueError, csv.Error, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{path} is damaged: {e}. Repair it (a header, then one row of numbers per epoch), or move it away "
+            "(a re-run then lacks the metrics of the epochs before its backup)."
+        ) from None
     return sorted(rows, key=lambda row: row["epoch"])
 
 
@@ -101,7 +128,8 @@ class MetricsLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not distribution.is_chief(self.model.distribute_strategy):
             return
-        row = {"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}, "epoch_seconds": time.time() - self._started}
+        values = {key: float(value) for key, value in (logs or {}).items()}
+        row = _typed({"epoch": epoch, **values, "epoch_seconds": time.time() - self._started})
         rows = [r for r in read_metrics(self.path) if r["epoch"] < epoch] + [row]
         keys = set().union(*rows)
         columns = [c for c in _FIRST_COLUMNS if c in keys] + sorted(keys - set(_FIRST_COLUMNS))

@@ -67,8 +67,8 @@ def _positive_int(name: str, value: Any) -> int:
 def _learning_rate(name: str, value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not value >= 0:
-        raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not 0 <= value < math.inf:
+        raise ValueError(f"`{name}` must be a finite number >= 0. Received: {name}={value!r}")
     return float(value)
 
 
@@ -138,6 +138,8 @@ class RetrainSchedule(Schedule, tf.Module):
             raise ValueError(f"`kind` must be one of {KINDS}. Received: kind={kind!r}")
         if base is not None and (isinstance(base, bool) or not isinstance(base, (int, float))):
             require_tf_keras(base, "base", Schedule)
+        elif base is not None:
+            _learning_rate("base", base)
         self.base = base
         self.plan = plan
         self.kind = kind
@@ -205,9 +207,10 @@ class RetrainSchedule(Schedule, tf.Module):
 
     def _check_tunable(self, initial_learning_rate: float | None, warmup_fraction: float | None) -> None:
         if self.kind in _TUNABLE:
-            if isinstance(initial_learning_rate, bool) or not isinstance(initial_learning_rate, (int, float)) or not initial_learning_rate > 0:
+            rate = initial_learning_rate
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
                 raise ValueError(
-                    f"kind={self.kind!r} needs `initial_learning_rate` > 0. Received: initial_learning_rate={initial_learning_rate!r}"
+                    f"kind={self.kind!r} needs a finite `initial_learning_rate` > 0. Received: initial_learning_rate={rate!r}"
                 )
         elif initial_learning_rate is not None or warmup_fraction is not None:
             raise ValueError(

@@ -36,11 +36,14 @@ __all__ = [
     "get_criterion",
     "global_magnitude",
     "lamp",
+    "max_removable",
     "select",
     "select_blocks",
     "uniform",
     "uniform_plus",
 ]
+
+_LAST_LAYER_MIN_DENSITY = 0.2  # uniform_plus, as Gale et al. (2019)
 
 Criterion = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], int], list[np.ndarray]]
 
@@ -167,20 +170,27 @@ def uniform_plus(
     masks: Sequence[np.ndarray],
     count: int,
     *,
-    last_layer_min_density: float = 0.2,
+    last_layer_min_density: float = _LAST_LAYER_MIN_DENSITY,
 ) -> list[np.ndarray]:
     """As `uniform`, but the first convolution kernel is not pruned and the last tensor keeps at
     least `last_layer_min_density` of its weights (Gale et al., 2019)."""
     alive = _alive(masks)
     sizes = np.array([np.size(w) for w in weights])
-    lower = np.zeros_like(alive)
-    first_conv = next((i for i, w in enumerate(weights) if np.ndim(w) >= 3), None)
-    if first_conv is not None:
-        lower[first_conv] = alive[first_conv]
-    last = len(weights) - 1
-    lower[last] = max(lower[last], min(alive[last], math.ceil(last_layer_min_density * sizes[last])))
+    lower = _uniform_plus_floor([np.shape(w) for w in weights], alive, last_layer_min_density)
     keep = _allocate(int(alive.sum()) - count, sizes, lower, alive)
     return _layerwise(weights, masks, keep)
+
+
+def _uniform_plus_floor(shapes: Sequence[tuple[int, ...]], alive: np.ndarray, last_layer_min_density: float) -> np.ndarray:
+    """What `uniform_plus` keeps of each tensor: all of the first convolution kernel, and at least
+    `last_layer_min_density` of the last tensor."""
+    lower = np.zeros_like(alive)
+    first_conv = next((i for i, shape in enumerate(shapes) if len(shape) >= 3), None)
+    if first_conv is not None:
+        lower[first_conv] = alive[first_conv]
+    last = len(shapes) - 1
+    lower[last] = max(lower[last], min(alive[last], math.ceil(last_layer_min_density * math.prod(shapes[last]))))
+    return lower
 
 
 def erk(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
@@ -234,9 +244,33 @@ def get_criterion(selection: str | Criterion) -> Criterion:
     return CRITERIA[selection]
 
 
+def max_removable(selection: str | Criterion, shapes: Sequence[tuple[int, ...]]) -> int | None:
+    """The most weights `selection` can remove, over all its cycles, from full tensors of `shapes`.
+
+    Every criterion may empty every tensor except `uniform_plus`, which keeps the first convolution
+    kernel dense and at least 20 % of the last tensor. None for a callable imp_keras does not know.
+
+    >>> max_removable("uniform_plus", [(3, 3, 1, 8), (72, 10)])   # keeps 72 + ceil(0.2 * 720)
+    576
+    """
+    criterion = get_criterion(selection)
+    if criterion not in CRITERIA.values():
+        return None
+    shapes = [tuple(shape) for shape in shapes]
+    alive = np.array([math.prod(shape) for shape in shapes], dtype=np.int64)
+    if criterion is uniform_plus:
+        return int(alive.sum() - _uniform_plus_floor(shapes, alive, _LAST_LAYER_MIN_DENSITY).sum())
+    return int(alive.sum())
+
+
 def _checked_masks(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> tuple[list[np.ndarray], int]:
     """The masks as boolean arrays and the number alive, after checking shapes, weights and `count`."""
-    if len(weights) != len(masks) or not weights:
+    if any(isinstance(x, (str, bytes)) or not isinstance(x, (Sequence, np.ndarray)) for x in (weights, masks)):
+        raise ValueError(
+            "`weights` and `masks` must be lists of arrays, one per tensor. Received: "
+            f"weights of type {type(weights).__name__}, masks of type {type(masks).__name__}."
+        )
+    if len(weights) != len(masks) or not len(weights):
         raise ValueError(
             f"`weights` and `masks` must be non-empty lists of the same length. Received: "
             f"{len(weights)} weights and {len(masks)} masks."
@@ -245,6 +279,8 @@ def _checked_masks(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], c
     for i, (w, m) in enumerate(zip(weights, masks)):
         if np.shape(w) != m.shape:
             raise ValueError(f"Tensor {i}: weight shape {np.shape(w)} differs from mask shape {m.shape}.")
+        if not np.issubdtype(np.asarray(w).dtype, np.number):
+            raise ValueError(f"Tensor {i}: `weights` must be numbers. Received: an array of {np.asarray(w).dtype}.")
         if not np.all(np.isfinite(w)):
             raise ValueError(f"Tensor {i} has NaN or Inf weights; refusing to rank them.")
     n_alive = int(_alive(masks).sum())

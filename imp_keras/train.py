@@ -5,9 +5,11 @@
     python -m imp_keras.train --config=configs/cifar10_resnet20.py:quick --workdir=/tmp/smoke
 
 Re-running the same command after a crash continues from the last finished epoch
-(BackupAndRestore in `<workdir>/backup`); re-running a finished run does nothing and says so.
-From Python: `imp_keras.train.run(config, workdir)`. The workdir's files are listed in
-`imp_keras.rundir`.
+(BackupAndRestore in `<workdir>/backup`; a damaged latest backup falls back to the one before, see
+`imp_keras.backup`); re-running a finished run does nothing and says so. A NaN or Inf stops the run
+before the faulty epoch is backed up (`imp_keras.NaNGuard`), and every cycle is verified
+(`imp_keras.verify`). From Python: `imp_keras.train.run(config, workdir)`. The workdir's files are
+listed in `imp_keras.rundir`.
 """
 
 import contextlib
@@ -15,6 +17,7 @@ import errno
 import json
 import math
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator, Sequence
@@ -26,17 +29,22 @@ import tensorflow as tf
 from absl import app, flags
 from ml_collections import config_flags
 
+from imp_keras import backup
 from imp_keras import data as data_lib
 from imp_keras import distribution, experiment, masking, models, plots, rundir
-from imp_keras._keras import keras
+from imp_keras._keras import keras, require_tf_keras
 from imp_keras.callback import PHASE_PRETRAIN, IMPCallback
 from imp_keras.export import export
+from imp_keras.guard import NaNGuard, NonFiniteError
 from imp_keras.report import sparsity_report
 from imp_keras.schedules import RetrainSchedule, learning_rates
+from imp_keras.verify import InvariantError
 
 __all__ = ["run"]
 
 _LOCK = ".lock"
+# Files showing that a run has trained: a config differing from its config.json is refused.
+_PROGRESS = (rundir.BACKUP, rundir.METRICS, rundir.LADDER, rundir.DENSE_MODEL, rundir.RESULTS)
 # Fields a run reusing another run's dense model must share with it.
 _DENSE_FIELDS = ("data", "model", "batch_size", "optimizer", "lr", "pretrain_epochs")
 
@@ -85,17 +93,28 @@ def _locked(workdir: str) -> Iterator[None]:
             os.remove(path)
 
 
-def _record_config(workdir: str, config: dict[str, Any], chief: bool) -> None:
+def _record_config(workdir: str, config: dict[str, Any], chief: bool, verbose: int) -> None:
     path = os.path.join(workdir, rundir.CONFIG)
     if os.path.exists(path):
-        recorded = rundir.read_json(path)
-        if recorded != config:
-            differences = _differences(recorded, config)
+        try:
+            recorded = rundir.read_json(path)
+        except ValueError as e:
+            raise ValueError(
+                f"{e} It records the config of the run in {workdir}, which a re-run must match: if this is "
+                "certainly the same experiment, delete the file and re-run (it is written again from the config); "
+                "otherwise start in a new workdir."
+            ) from None
+        if recorded == config:
+            return
+        differences = ", ".join(_differences(recorded, config))
+        if any(os.path.exists(os.path.join(workdir, name)) for name in _PROGRESS):
             raise ValueError(
                 f"The workdir {workdir} holds a run with another config ({path}); differing fields: "
-                f"{', '.join(differences)}. Use a new workdir for a new experiment."
+                f"{differences}. Use a new workdir for a new experiment."
             )
-    elif chief:
+        if verbose:
+            print(f"imp_keras: the workdir {workdir} holds no trained epoch yet; replacing its {rundir.CONFIG} ({differences}).")
+    if chief:
         rundir.write_json(path, config)
 
 
@@ -132,20 +151,57 @@ def _dense_source(config: ml_collections.ConfigDict, mine: dict[str, Any]) -> tu
     return model_path, accuracy
 
 
-def _resume_epoch(backup_dir: str) -> int:
-    """The epoch a run restarted from `backup_dir` continues at (0 without a backup)."""
-    directory = os.path.join(backup_dir, "chief")
-    latest = tf.train.latest_checkpoint(directory)
-    if latest is None:
-        return 0
-    try:
-        saved = tf.train.load_checkpoint(latest).get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")
-    except (tf.errors.OpError, ValueError) as e:
-        raise RuntimeError(
-            f"The backup {latest} cannot be read ({type(e).__name__}: {e}). It is damaged; move {backup_dir} away "
-            "to restart the run from scratch."
-        ) from e
-    return int(saved) + 1
+def _last_finished_on_disk(workdir: str, method: experiment.Method) -> tuple[int, str]:
+    """The last epoch that the workdir's files show finished (-1 for none), and the file showing it."""
+    found = [(-1, "")]
+    rows = rundir.read_metrics(os.path.join(workdir, rundir.METRICS))
+    if rows:
+        found.append((rows[-1]["epoch"], rundir.METRICS))
+    if (method.plan is None or method.plan.pretrain_epochs) and os.path.exists(os.path.join(workdir, rundir.DENSE_MODEL)):
+        found.append((method.dense_epochs - 1, rundir.DENSE_MODEL))
+    ladder = os.path.join(workdir, rundir.LADDER)
+    if method.plan is not None and os.path.isdir(ladder):
+        plan = method.plan
+        for name in os.listdir(ladder):
+            match = re.fullmatch(r"cycle(\d+)_sparsity[\d.]+\.keras", name)
+            if match and 1 <= int(match[1]) <= plan.cycles:
+                cycle = int(match[1])
+                found.append((plan.cycle_start_epochs[cycle - 1] + plan.retrain_epochs[cycle - 1] - 1, f"{rundir.LADDER}/{name}"))
+    return max(found)
+
+
+def _restore_point(workdir: str, backup_dir: str, method: experiment.Method, chief: bool, verbose: int) -> int:
+    """The first epoch to train: after the latest good backup, never before epochs the files show
+    finished (one epoch, which the backup may not have caught, is trained again)."""
+    point = backup.restore_point(backup_dir, chief)
+    if point.fell_back and verbose:
+        print(
+            f"imp_keras: the latest backup is damaged ({point.fell_back}); continuing from the previous one, "
+            f"of epoch {point.epoch - 1}."
+        )
+    finished, evidence = _last_finished_on_disk(workdir, method)
+    if finished > point.epoch:
+        held = f"its backup ends at epoch {point.epoch - 1}" if point.epoch else f"it has no backup in {backup_dir}"
+        raise backup.BackupError(
+            f"The workdir {workdir} shows epoch {finished} finished ({evidence}), but {held}: continuing would "
+            f"silently train epochs {point.epoch} to {finished} again over finished work. Put the backup back, or "
+            "start afresh in a new workdir."
+        )
+    return point.epoch
+
+
+def _stopped(workdir: str, backup_dir: str, error: Exception, advice: str) -> str:
+    """`error`, and what the run it stopped keeps: the last good backup and the ladder models."""
+    epoch = backup.saved_epoch(backup_dir)
+    ladder = os.path.join(workdir, rundir.LADDER)
+    rungs = sorted(os.listdir(ladder)) if os.path.isdir(ladder) else []
+    kept = f"the backup of epoch {epoch} ({backup_dir})" if epoch is not None else "no backup (no epoch had finished)"
+    return (
+        f"{error}\nThe run in {workdir} stopped; it keeps {kept}"
+        + (f" and the ladder models {', '.join(rungs)}" if rungs else "")
+        + f", and no {rundir.RESULTS}. Re-running the same command continues from there and will probably meet the "
+        f"same fault: {advice}"
+    )
 
 
 class _DenseLogs(keras.callbacks.Callback):
@@ -158,7 +214,10 @@ class _DenseLogs(keras.callbacks.Callback):
 
 def _build_model(config: ml_collections.ConfigDict, data: data_lib.Data, dense_model: str | None) -> keras.Model:
     if dense_model:
-        return keras.models.load_model(dense_model)
+        try:
+            return keras.models.load_model(dense_model, safe_mode=True)  # never runs code a file carries (Lambda)
+        except Exception as e:  # a damaged or foreign file fails in Keras' loader in many ways
+            raise ValueError(f"`dense_workdir`: {dense_model} cannot be loaded ({type(e).__name__}: {e})") from e
     return models.build(config.model.name, data.input_shape, data.classes, **config.model.kwargs.to_dict())
 
 
@@ -267,22 +326,45 @@ def run(
 
     Returns:
       The contents of `results.json` (None on workers other than the chief, which writes no files).
+
+    Raises:
+      ValueError: a config field is invalid (named in the message), or the workdir holds another
+        experiment.
+      RuntimeError: the workdir is in use by another run (its lock file is named).
+      imp_keras.backup.BackupError: the backups are damaged beyond the previous one, or missing
+        while files show finished epochs.
+      imp_keras.NonFiniteError, imp_keras.InvariantError: training produced a NaN or Inf, or broke
+        an invariant of IMP; the message names the epoch and cycle and what the workdir keeps.
     """
     experiment.validate(config)
     if verbose not in (0, 1, 2) or isinstance(verbose, bool):
         raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
+    if not isinstance(workdir, (str, os.PathLike)) or not os.fspath(workdir):
+        raise TypeError(f"`workdir` must be a path. Received: workdir={workdir!r}")
+    if isinstance(callbacks, keras.callbacks.Callback) or not isinstance(callbacks, Sequence):
+        raise TypeError(f"`callbacks` must be a list of Keras callbacks. Received: callbacks={callbacks!r}")
+    for callback in callbacks:
+        require_tf_keras(callback, "callbacks", keras.callbacks.Callback)
     workdir = os.path.abspath(os.fspath(workdir))
     resolved = _as_dict(config)
     strategy = distribution.make_strategy(config.distribution)
     chief = distribution.is_chief(strategy)
     os.makedirs(workdir, exist_ok=True)
     with _locked(workdir) if chief else contextlib.nullcontext():
-        _record_config(workdir, resolved, chief)
+        _record_config(workdir, resolved, chief, verbose)
         results_path = os.path.join(workdir, rundir.RESULTS)
         if os.path.exists(results_path):
+            try:
+                results = rundir.read_json(results_path)
+            except ValueError as e:
+                raise ValueError(
+                    f"{e} The run had finished and its backup is gone, so the summary cannot be made again; its "
+                    f"models are in {rundir.LADDER}/ and its metrics in {rundir.METRICS}. Start afresh in a new workdir "
+                    "for a new one."
+                ) from None
             if verbose:
                 print(f"imp_keras: the run in {workdir} has finished ({results_path}); nothing to do.")
-            return rundir.read_json(results_path)
+            return results
         policy = keras.mixed_precision.global_policy()
         try:
             return _train(config, workdir, resolved, strategy, chief, list(callbacks), verbose)
@@ -304,10 +386,6 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
         synthetic_examples=config.data.synthetic_examples, max_examples=config.data.max_examples,
     )
     steps_per_epoch = data.steps_per_epoch(config.batch_size)
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"`batch_size` must not exceed the {data.train_examples} training examples. Received: batch_size={config.batch_size}"
-        )
     dense_model, dense_accuracy = _dense_source(config, resolved) if config.dense_workdir else (None, None)
     method = experiment.method(config, steps_per_epoch)
 
@@ -323,8 +401,10 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
         )
 
     backup_dir = os.path.join(workdir, rundir.BACKUP)
-    first_epoch = _resume_epoch(backup_dir)
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False)]
+    first_epoch = _restore_point(workdir, backup_dir, method, chief, verbose)
+    # Before the backup: a NaN, a broken invariant or a kill while the ladder is written leaves the
+    # backup of the epoch before, so a re-run repeats the epoch (and rewrites the same ladder file).
+    callbacks = [NaNGuard(method.plan)]
     if method.plan is not None:
         callbacks.append(IMPCallback(
             method.plan, method.schedule if isinstance(method.schedule, RetrainSchedule) else None, config.selection,
@@ -333,6 +413,7 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
         ))
     else:
         callbacks.append(_DenseLogs())
+    callbacks += [backup.KeepPrevious(backup_dir), keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False)]
     if method.plan is None or method.plan.pretrain_epochs:
         callbacks.append(rundir.DenseSnapshot(os.path.join(workdir, rundir.DENSE_MODEL), method.dense_epochs - 1))
     callbacks += [
@@ -348,10 +429,17 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
             print(f"imp_keras: resuming the run in {workdir} at epoch {first_epoch} of {method.epochs}.")
         train = _sharded(data.train(config.batch_size, first_epoch, method.epochs - first_epoch))
         evaluation = _sharded(data.evaluation(config.batch_size))
-        model.fit(
-            train, epochs=method.epochs, steps_per_epoch=steps_per_epoch, validation_data=evaluation,
-            callbacks=callbacks, verbose=verbose,
-        )
+        try:
+            model.fit(
+                train, epochs=method.epochs, steps_per_epoch=steps_per_epoch, validation_data=evaluation,
+                callbacks=callbacks, verbose=verbose,
+            )
+        except NonFiniteError as e:
+            advice = "fix its cause (e.g. a lower `lr.initial`) and start in a new workdir."
+            raise NonFiniteError(_stopped(workdir, backup_dir, e, advice)) from e
+        except InvariantError as e:
+            advice = "masks or pruned weights were changed behind IMPCallback's back (a callback?), or this is a bug to report."
+            raise InvariantError(_stopped(workdir, backup_dir, e, advice), e.problems) from e
     else:  # the last epoch was backed up, but the run stopped before writing its results
         tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))).expect_partial()
 

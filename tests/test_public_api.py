@@ -4,9 +4,9 @@ import pytest
 
 import imp_keras
 
-MODULES = ["imp_keras", "imp_keras.callback", "imp_keras.data", "imp_keras.export", "imp_keras.masking",
-           "imp_keras.models", "imp_keras.plan", "imp_keras.report", "imp_keras.schedules", "imp_keras.selection",
-           "imp_keras._keras"]
+MODULES = ["imp_keras", "imp_keras.backup", "imp_keras.callback", "imp_keras.data", "imp_keras.export",
+           "imp_keras.guard", "imp_keras.masking", "imp_keras.models", "imp_keras.plan", "imp_keras.report",
+           "imp_keras.schedules", "imp_keras.selection", "imp_keras.verify", "imp_keras._keras"]
 
 
 @pytest.mark.parametrize("module_name", MODULES)

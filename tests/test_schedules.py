@@ -157,7 +157,7 @@ def test_config_is_flat_apart_from_base():
         (dict(steps_per_epoch=0), "`steps_per_epoch` must be a positive integer. Received: steps_per_epoch=0"),
         (dict(base=None), "`base` is required"),
         (dict(kind="slr", initial_learning_rate=0.1), "apply to kinds"),
-        (dict(kind="linear"), "needs `initial_learning_rate` > 0"),
+        (dict(kind="linear"), "needs a finite `initial_learning_rate` > 0"),
         (dict(kind="linear", initial_learning_rate=0.1, warmup_fraction=1.0), "`warmup_fraction` must be in"),
         (dict(plan=Plan(0.9, 2, 1, 2), kind="lrw"), "longer than the base schedule"),
         (dict(plan=Plan(0.9, 2, 0, 2), kind="slr"), "`base_epochs` is required"),
@@ -186,7 +186,7 @@ def test_keras3_base_schedule_refused():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(max_learning_rate="x"), "`max_learning_rate` must be a number >= 0. Received: max_learning_rate='x'"),
+        (dict(max_learning_rate="x"), "`max_learning_rate` must be a finite number >= 0. Received: max_learning_rate='x'"),
         (dict(min_learning_rate=0.5, max_learning_rate=0.1), "`min_learning_rate` must not exceed `max_learning_rate`"),
         (dict(base_epochs=0), "`base_epochs` must be a positive integer. Received: base_epochs=0"),
         (dict(base_epochs=False), "`base_epochs` must be a positive integer. Received: base_epochs=False"),

@@ -1,0 +1,77 @@
+"""Runs `imp_keras.train.run` on a small deterministic config into WORKDIR, and can die on the way.
+
+Usage: kill_during_run.py WORKDIR [--kill EPOCH BATCH] [--hold FILE]
+
+  --kill EPOCH BATCH  SIGKILL this process at the start of batch BATCH of epoch EPOCH, or with
+                      BATCH "end" after the epoch's end-of-epoch callbacks (its backup included).
+  --hold FILE         at the first batch, create FILE.started and wait until FILE exists (lock tests).
+
+The config: test_train's synthetic_config with ALLR: LeNet-300-100 on 256 synthetic MNIST-shaped
+examples in batches of 32 (8 steps an epoch), 2 dense epochs, then 2 ALLR cycles of 2 epochs to
+75 % sparsity; op determinism on.
+Without --kill the same command runs (or continues) the run to its end.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+import imp_keras
+from imp_keras import keras, train
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from test_train import synthetic_config  # noqa: E402
+
+
+def config():
+    return synthetic_config(name="kill", retrain_kind="allr")
+
+
+class Kill(keras.callbacks.Callback):
+    def __init__(self, epoch: int, batch: str):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.current, str(batch)) == (self.epoch, self.batch):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch, "end") == (self.epoch, self.batch):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Hold(keras.callbacks.Callback):
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not os.path.exists(self.path + ".started"):
+            open(self.path + ".started", "w").close()
+            while not os.path.exists(self.path):
+                time.sleep(0.05)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("workdir")
+    parser.add_argument("--kill", nargs=2, metavar=("EPOCH", "BATCH"))
+    parser.add_argument("--hold")
+    args = parser.parse_args()
+    print(f"imp_keras from {os.path.dirname(imp_keras.__file__)}", flush=True)
+    callbacks = []
+    if args.kill:
+        callbacks.append(Kill(int(args.kill[0]), args.kill[1]))
+    if args.hold:
+        callbacks.append(Hold(args.hold))
+    train.run(config(), args.workdir, callbacks=callbacks, verbose=2)
+
+
+if __name__ == "__main__":
+    main()
