@@ -12,11 +12,14 @@ import pytest
 from imp_keras import keras
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The checkout under test, whichever imp_keras is installed.
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
 
 
 def test_mirrored_two_devices_match_single_device():
     script = os.path.join(SCRIPTS, "mirrored_imp.py")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = ENV
     result = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = json.loads(result.stdout.strip().splitlines()[-1])
@@ -36,7 +39,7 @@ def _free_port():
 
 def test_multi_worker_masks_agree_and_chief_keeps_the_ladder(tmp_path):
     ports = [str(_free_port()), str(_free_port())]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = ENV
     ladders = [tmp_path / "ladder0", tmp_path / "ladder1"]
     workers = [
         subprocess.Popen(
@@ -70,7 +73,7 @@ def _final_zeros(workdir):
 
 
 def test_trainer_mirrored_gives_the_single_device_masks(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = ENV
     result = subprocess.run(
         [sys.executable, os.path.join(SCRIPTS, "train_mirrored.py"), os.fspath(tmp_path)],
         capture_output=True, text=True, timeout=600, env=env,
@@ -90,15 +93,14 @@ QUICK_ON_SYNTHETIC = [
 
 
 def test_trainer_multi_worker_gives_the_single_device_masks(tmp_path):
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
     command = [sys.executable, "-m", "imp_keras.train", *QUICK_ON_SYNTHETIC]
     workers = [
         subprocess.Popen(
             [*command, "--config.distribution=multi_worker", f"--workdir={tmp_path / 'multi'}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            env=dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
         )
         for i in range(2)
     ]
@@ -110,7 +112,7 @@ def test_trainer_multi_worker_gives_the_single_device_masks(tmp_path):
                 worker.kill()
     for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
-    single = subprocess.run([*command, f"--workdir={tmp_path / 'single'}"], capture_output=True, text=True, cwd=repo, timeout=600)
+    single = subprocess.run([*command, f"--workdir={tmp_path / 'single'}"], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
 
     multi_results = json.loads((tmp_path / "multi" / "results.json").read_text())
