@@ -1,7 +1,7 @@
 """CIFAR-100, Wide ResNet-28-10 (Zagoruyko & Komodakis 2016), IMP to 95 % in 3 cycles with ALLR.
 
 The paper's CIFAR setting: 200 dense epochs, SGD with Nesterov momentum 0.9, batch 128, LR 0.1
-divided by 10 at 50 % and 75 %, weight decay 5e-4 (decoupled, every variable), random crop 32
+divided by 10 at 50 % and 75 %, weight decay 5e-4 (added to the gradient as in PyTorch, every variable), random crop 32
 (pad 4) + flip + rotation up to 15 degrees, per-channel normalisation. Then 3 cycles of 10 epochs
 with ALLR and one global magnitude threshold.
 

@@ -1,8 +1,8 @@
 """CIFAR-10, ResNet-56 (He et al. 2016, option-A shortcuts, no conv bias), IMP to 90 % in 3 cycles.
 
 The paper's CIFAR setting: 200 dense epochs, SGD with Nesterov momentum 0.9, batch 128, LR 0.1
-divided by 10 at 50 % and 75 % of training, weight decay 1e-4 (decoupled, applied by the optimizer
-to every variable), random crop 32 (pad 4) + flip, per-channel normalisation. Then 3 cycles of 10
+divided by 10 at 50 % and 75 % of training, weight decay 1e-4 (added to the gradient as in
+PyTorch, every variable), random crop 32 (pad 4) + flip, per-channel normalisation. Then 3 cycles of 10
 epochs with SLR retraining and one global magnitude threshold.
 
 Expected: dense about 93-94 % test accuracy (He et al. report 93.03 %); the paper finds IMP with

@@ -1,7 +1,7 @@
 """CIFAR-10, VGG-16 with BatchNorm, IMP to 95 % in 3 cycles with SLR.
 
 The paper's CIFAR setting: 200 dense epochs, SGD with Nesterov momentum 0.9, batch 128, LR 0.1
-divided by 10 at 50 % and 75 %, weight decay 5e-4 (decoupled, every variable), random crop 32
+divided by 10 at 50 % and 75 %, weight decay 5e-4 (added to the gradient as in PyTorch, every variable), random crop 32
 (pad 4) + flip, per-channel normalisation. Then 3 cycles of 10 epochs with SLR and one global
 magnitude threshold.
 

@@ -1,7 +1,7 @@
 """ImageNet, ResNet-50 (tf_keras applications, weights=None), IMP to 90 % in 3 cycles with ALLR.
 
 90 dense epochs, SGD with Nesterov momentum 0.9, batch 128 (global), LR 0.1 divided by 10 after
-epochs 30, 60 and 80, weight decay 1e-4 (decoupled, every variable); random-resized-crop 224 +
+epochs 30, 60 and 80, weight decay 1e-4 (added to the gradient as in PyTorch, every variable); random-resized-crop 224 +
 flip for training, resize 256 + center crop 224 for evaluation. Then 3 cycles of 5 epochs with
 ALLR and one global magnitude threshold. Use several GPUs: --config.distribution=mirrored, and
 --config.mixed_precision=True on GPUs with tensor cores.

@@ -2,6 +2,7 @@
 every worker takes part in a save that only the chief keeps."""
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-__all__ = ["STRATEGIES", "chief_directory", "is_chief", "make_strategy", "save_model"]
+__all__ = ["STRATEGIES", "chief_directory", "is_chief", "is_chief_task", "make_strategy", "save_model"]
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
 
@@ -47,6 +48,20 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver.task_type == "chief":
         return True
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+
+
+def is_chief_task(name: str) -> bool:
+    """`is_chief` from `TF_CONFIG` alone, before the strategy exists (creating a multi-worker
+    strategy waits for every worker)."""
+    if name != "multi_worker" or not os.environ.get("TF_CONFIG"):
+        return True
+    try:
+        cluster_config = json.loads(os.environ["TF_CONFIG"])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({e}). Received: TF_CONFIG={os.environ['TF_CONFIG']!r}") from None
+    task = cluster_config.get("task", {})
+    kind, index = task.get("type"), task.get("index", 0)
+    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster_config.get("cluster", {}))
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import numbers
 from typing import Any
 
 import ml_collections
+import tensorflow as tf
 
 from imp_keras import distribution
 from imp_keras._keras import keras
@@ -35,6 +36,7 @@ __all__ = [
     "Method",
     "base_config",
     "base_schedule",
+    "add_weight_decay",
     "make_optimizer",
     "method",
     "validate",
@@ -380,12 +382,24 @@ def method(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Method:
 
 
 def make_optimizer(config: ml_collections.ConfigDict, learning_rate) -> keras.optimizers.Optimizer:
-    """The optimizer of `config.optimizer`; weight decay is decoupled (tf_keras' `weight_decay`,
-    w -= lr * weight_decay * w at every step), applied to every variable."""
+    """The optimizer of `config.optimizer`. Weight decay is applied by `add_weight_decay` for SGD and
+    Adam, and by the optimizer itself (decoupled) for AdamW."""
     options = config.optimizer
-    weight_decay = float(options.weight_decay) or None
     if options.name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=float(options.momentum), nesterov=options.nesterov, weight_decay=weight_decay)
+        return keras.optimizers.SGD(learning_rate, momentum=float(options.momentum), nesterov=options.nesterov)
     if options.name == "adam":
-        return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
+        return keras.optimizers.Adam(learning_rate)
     return keras.optimizers.AdamW(learning_rate, weight_decay=float(options.weight_decay))
+
+
+def add_weight_decay(model: keras.Model, config: ml_collections.ConfigDict) -> None:
+    """Weight decay for SGD and Adam as in the paper's PyTorch code: weight_decay * w added to every
+    gradient, so it passes through momentum (tf_keras' own `weight_decay` is decoupled, w -= lr *
+    wd * w, about 1 / (1 - momentum) times weaker under momentum). Done as the loss term
+    weight_decay / 2 * ||w||^2 over every trainable variable; pruned weights stay 0.0 (their term
+    and gradient are 0). Call before `compile`; AdamW decays in the optimizer instead."""
+    weight_decay = float(config.optimizer.weight_decay)
+    if not weight_decay or config.optimizer.name == "adamw":
+        return
+    variables = model.trainable_weights
+    model.add_loss(lambda: (weight_decay / 2) * tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables]))

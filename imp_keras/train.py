@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 from ml_collections import config_flags
+from tensorflow.python.framework import config as tf_config  # disable_op_determinism has no public name
 
 from imp_keras import backup
 from imp_keras import data as data_lib
@@ -46,7 +47,7 @@ _LOCK = ".lock"
 # Files showing that a run has trained: a config differing from its config.json is refused.
 _PROGRESS = (rundir.BACKUP, rundir.METRICS, rundir.LADDER, rundir.DENSE_MODEL, rundir.RESULTS)
 # Fields a run reusing another run's dense model must share with it.
-_DENSE_FIELDS = ("data", "model", "batch_size", "optimizer", "lr", "pretrain_epochs")
+_DENSE_FIELDS = ("data", "model", "batch_size", "optimizer", "lr", "pretrain_epochs", "mixed_precision")
 
 
 def _as_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -139,6 +140,11 @@ def _dense_source(config: ml_collections.ConfigDict, mine: dict[str, Any]) -> tu
             f"`dense_workdir` {source} holds no {rundir.DENSE_MODEL}: its dense training has not finished."
         )
     theirs = rundir.read_json(config_path)
+    if theirs.get("method") == "bimp":
+        raise ValueError(
+            f"`dense_workdir` {source} is a BIMP run: its dense epochs followed BIMP's linear schedule, not "
+            "`lr`, so the retraining schedules of this run would not match them. Reuse a `dense` or `imp` run."
+        )
     fields = _DENSE_FIELDS + (("seed",) if config.data.validation_split else ())
     differences = [d for field in fields for d in _differences(theirs.get(field), mine.get(field), field + ".")]
     if differences:
@@ -213,12 +219,19 @@ class _DenseLogs(keras.callbacks.Callback):
 
 
 def _build_model(config: ml_collections.ConfigDict, data: data_lib.Data, dense_model: str | None) -> keras.Model:
+    """The config's model; with `dense_model`, carrying that file's weights. Rebuilt rather than
+    loaded, so this run's settings (e.g. its mixed-precision policy) hold, not the file's."""
+    model = models.build(config.model.name, data.input_shape, data.classes, **config.model.kwargs.to_dict())
     if dense_model:
         try:
-            return keras.models.load_model(dense_model, safe_mode=True)  # never runs code a file carries (Lambda)
+            weights = keras.models.load_model(dense_model, safe_mode=True).get_weights()  # never runs code a file carries (Lambda)
         except Exception as e:  # a damaged or foreign file fails in Keras' loader in many ways
             raise ValueError(f"`dense_workdir`: {dense_model} cannot be loaded ({type(e).__name__}: {e})") from e
-    return models.build(config.model.name, data.input_shape, data.classes, **config.model.kwargs.to_dict())
+        try:
+            model.set_weights(weights)
+        except ValueError as e:
+            raise ValueError(f"`dense_workdir`: the weights of {dense_model} do not fit model {config.model.name!r} ({e})") from e
+    return model
 
 
 def _summarize(
@@ -347,8 +360,7 @@ def run(
         require_tf_keras(callback, "callbacks", keras.callbacks.Callback)
     workdir = os.path.abspath(os.fspath(workdir))
     resolved = _as_dict(config)
-    strategy = distribution.make_strategy(config.distribution)
-    chief = distribution.is_chief(strategy)
+    chief = distribution.is_chief_task(config.distribution)
     os.makedirs(workdir, exist_ok=True)
     with _locked(workdir) if chief else contextlib.nullcontext():
         _record_config(workdir, resolved, chief, verbose)
@@ -362,14 +374,22 @@ def run(
                     f"models are in {rundir.LADDER}/ and its metrics in {rundir.METRICS}. Start afresh in a new workdir "
                     "for a new one."
                 ) from None
+            if not chief:
+                return None
+            if os.path.isdir(os.path.join(workdir, rundir.BACKUP)):
+                tf.io.gfile.rmtree(os.path.join(workdir, rundir.BACKUP))  # left by a crash after results.json
             if verbose:
                 print(f"imp_keras: the run in {workdir} has finished ({results_path}); nothing to do.")
             return results
         policy = keras.mixed_precision.global_policy()
+        deterministic = tf_config.is_op_determinism_enabled()
         try:
+            strategy = distribution.make_strategy(config.distribution)
             return _train(config, workdir, resolved, strategy, chief, list(callbacks), verbose)
         finally:
             keras.mixed_precision.set_global_policy(policy)
+            if not deterministic:
+                tf_config.disable_op_determinism()
 
 
 def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose):
@@ -393,6 +413,7 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
         model = _build_model(config, data, dense_model)
         if method.plan is not None:
             model = masking.prunable(model)
+        experiment.add_weight_decay(model, config)
         model.compile(
             experiment.make_optimizer(config, method.schedule),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -413,7 +434,8 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
         ))
     else:
         callbacks.append(_DenseLogs())
-    callbacks += [backup.KeepPrevious(backup_dir), keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False)]
+    # Every file of an epoch is written before its backup: a kill in between repeats the epoch,
+    # which rewrites them, instead of skipping them.
     if method.plan is None or method.plan.pretrain_epochs:
         callbacks.append(rundir.DenseSnapshot(os.path.join(workdir, rundir.DENSE_MODEL), method.dense_epochs - 1))
     callbacks += [
@@ -422,6 +444,7 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
     ]
     if method.plan is not None:
         callbacks.append(rundir.LayerSparsityLogger(os.path.join(workdir, rundir.TENSORBOARD, "sparsity")))
+    callbacks += [backup.KeepPrevious(backup_dir), keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False)]
     callbacks += extra_callbacks
 
     if first_epoch < method.epochs:
@@ -450,8 +473,10 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
     results = json.loads(json.dumps(results))  # as results.json will give it back
     if not chief:
         return None
-    rundir.write_json(os.path.join(workdir, rundir.RESULTS), results)
     _plot(workdir, results, method)
+    # results.json marks the run finished; the backup goes only after it, so a crash in between
+    # leaves a finished run with a stale backup (removed by the next call), never a lost one.
+    rundir.write_json(os.path.join(workdir, rundir.RESULTS), results)
     tf.io.gfile.rmtree(backup_dir)
     if verbose:
         print("\n" + _table(results))
@@ -487,16 +512,15 @@ def _sharded(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:quick]).", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the run: config, metrics, models, plots.")
-
-
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    run(_CONFIG.value, _WORKDIR.value)
+    run(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":
+    # Defined here, not at import: a program importing imp_keras.train keeps its own --config.
+    config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:quick]).", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Folder of the run: config, metrics, models, plots.")
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)

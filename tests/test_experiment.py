@@ -7,8 +7,10 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from imp_keras import experiment
+import imp_keras
+from imp_keras import experiment, keras
 from imp_keras.schedules import RetrainSchedule, learning_rates
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
@@ -137,13 +139,32 @@ def test_dense_method_has_no_plan():
     assert method.plan is None and method.epochs == 6
 
 
-@pytest.mark.parametrize("name, cls", [("sgd", "SGD"), ("adam", "Adam"), ("adamw", "AdamW")])
-def test_optimizer_from_config(name, cls):
+@pytest.mark.parametrize("name, cls, decoupled", [("sgd", "SGD", None), ("adam", "Adam", None), ("adamw", "AdamW", 5e-4)])
+def test_optimizer_from_config(name, cls, decoupled):
     config = _config()
     config.optimizer.name = name
     config.optimizer.weight_decay = 5e-4
     optimizer = experiment.make_optimizer(config, 0.1)
     assert type(optimizer).__name__ == cls
-    assert optimizer.weight_decay == pytest.approx(5e-4)
+    assert optimizer.weight_decay == (pytest.approx(decoupled) if decoupled else None)
     if name == "sgd":
         assert optimizer.nesterov and optimizer.momentum == pytest.approx(0.9)
+
+
+def test_weight_decay_goes_through_the_gradient_like_pytorch():
+    """One SGD step with momentum on a zero data loss: w -= lr * wd * w, and the momentum carries it on."""
+    config = _config()
+    config.optimizer.weight_decay = 0.1
+    config.optimizer.nesterov = False
+    model = imp_keras.prunable(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, use_bias=False, name="d")]))
+    experiment.add_weight_decay(model, config)
+    model.compile(experiment.make_optimizer(config, 0.5), loss=lambda y, p: 0.0 * tf.reduce_sum(p))
+    kernel = model.trainable_weights[0]
+    kernel.assign([[1.0, 2.0], [0.0, -4.0]])
+    imp_keras.apply_masks(imp_keras.masked_weights(model), [np.array([[1, 1], [0, 1]], bool)])
+    assert float(model.losses[0]) == pytest.approx(0.05 * (1 + 4 + 16))
+    x, y = np.ones((1, 2), "float32"), np.zeros((1, 2), "float32")
+    model.train_on_batch(x, y)
+    np.testing.assert_allclose(kernel.numpy(), [[0.95, 1.9], [0.0, -3.8]], rtol=1e-6)
+    model.train_on_batch(x, y)  # momentum carries the first step's decay: 0.5 * (0.9 * 0.1 w0 + 0.1 w1)
+    np.testing.assert_allclose(kernel.numpy(), [[0.8575, 1.715], [0.0, -3.43]], rtol=1e-5)

@@ -199,3 +199,30 @@ def test_mixed_precision_and_xla_switches(tmp_path):
     model = keras.models.load_model(os.path.join(tmp_path, "dense.keras"))
     assert model.get_layer("fc1").dtype_policy.name == "mixed_float16"
     assert model.layers[-1].dtype_policy.name == "float32"
+
+
+def test_bimp_run_is_no_dense_source_and_runs_through_the_trainer(tmp_path):
+    bimp = train.run(synthetic_config(method="bimp", pretrain_epochs=2, cycles=2, total_epochs=6), tmp_path / "bimp", verbose=0)
+    assert [c["epoch"] for c in bimp["cycles"]] == [3, 5] and bimp["retrain_kind"] == "allr"
+    rows = rundir.read_metrics(os.path.join(tmp_path, "bimp", "metrics.csv"))
+    assert rows[1]["lr"] == pytest.approx(0.1 / 16)  # linear to 0 over T0 = 2 epochs of 8 steps: last step 15
+    with pytest.raises(ValueError, match="is a BIMP run"):
+        train.run(synthetic_config(dense_workdir=os.fspath(tmp_path / "bimp")), tmp_path / "imp", verbose=0)
+
+
+def test_reused_dense_model_takes_this_runs_precision_policy(tmp_path):
+    train.run(synthetic_config(method="dense", mixed_precision=True, deterministic=False), tmp_path / "dense", verbose=0)
+    config = synthetic_config(mixed_precision=True, deterministic=False, dense_workdir=os.fspath(tmp_path / "dense"))
+    with pytest.raises(ValueError, match="mixed_precision"):  # a different policy is another experiment
+        train.run(synthetic_config(deterministic=False, dense_workdir=os.fspath(tmp_path / "dense")), tmp_path / "fp32", verbose=0)
+    results = train.run(config, tmp_path / "mixed", verbose=0)
+    assert results["final_sparsity"] == pytest.approx(0.75)
+
+
+def test_run_leaves_the_callers_process_as_it_found_it(tmp_path):
+    from absl import flags
+    from tensorflow.python.framework import config as tf_config
+
+    train.run(synthetic_config(pretrain_epochs=1, cycles=1, retrain_epochs=1), tmp_path, verbose=0)
+    assert not tf_config.is_op_determinism_enabled()
+    assert "workdir" not in flags.FLAGS and "config" not in flags.FLAGS, "importing imp_keras.train defines no flags"
