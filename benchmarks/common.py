@@ -8,6 +8,7 @@ data, only to keep the script working; its files go to a temporary folder unless
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from typing import Any
@@ -73,6 +74,11 @@ def machine() -> dict[str, Any]:
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
+
+
+def command(module: str) -> str:
+    """The command line this process runs, as `python -m benchmarks.<module> <flags>`."""
+    return " ".join(["python", "-m", f"benchmarks.{module}", *sys.argv[1:]])
 
 
 def set_threads(threads: int) -> None:

@@ -2,17 +2,18 @@
 whole IMP run against dense training of the same number of epochs.
 
 Step time: the plain model and its `imp_keras.prunable` twin (same architecture and seed, masks of
-90 % global sparsity applied) train on the same fixed batches with the same optimizer (SGD,
-Nesterov momentum 0.9) and loss, with `train_on_batch`, in one process. Blocks of `steps` steps
-alternate between the two (ABBA order, so drift over time hits both alike), `repeats` blocks each;
-reported are the median step times and the median of the per-repeat ratios masked / plain, for
-LeNet-300-100 (MNIST-shaped, batch 128) and ResNet-20 (32x32x3, batch 128), on synthetic data.
+90 % global sparsity applied) train on the same 4 cached batches with the same optimizer (SGD,
+Nesterov momentum 0.9) and loss, in one process, one step per call of the train function `fit`
+runs. Blocks of `steps` steps alternate between the two (ABBA order, so drift over time hits both
+alike), `repeats` blocks each; reported are the median step times and the median of the per-repeat
+ratios masked / plain, for LeNet-300-100 (MNIST-shaped, batch 128) and ResNet-20 (32x32x3, batch
+128), on synthetic data.
 
 Whole run: `imp_keras.train.run` of LeNet-300-100 on MNIST, 10 dense epochs then 3 cycles of 3
 (SLR, global selection, the config of configs/mnist_lenet.py without export), against a dense run
-of the same 19 epochs through the same trainer; alternated, `run_repeats` times each, fresh
-workdirs. Wall time is the whole `train.run` call (data loading, model building, pruning, ladder
-files, plots); training time the sum of the epochs' seconds.
+of the same 19 epochs through the same trainer; alternated, twice each, in fresh workdirs. Wall
+time is the whole `train.run` call (data loading, model building, pruning, ladder files, plots);
+training time the sum of the epochs' seconds.
 
     python -m benchmarks.overhead           # a few minutes
     python -m benchmarks.overhead --smoke
@@ -20,7 +21,7 @@ files, plots); training time the sum of the epochs' seconds.
 Writes `overhead.json`, `.png` and `.md` into `--out_dir`.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 import dataclasses
 import os
 import tempfile
@@ -29,7 +30,6 @@ from typing import Any
 
 from absl import app
 import numpy as np
-import tensorflow as tf
 
 from benchmarks import common
 from imp_keras import data as data_lib
@@ -52,7 +52,7 @@ class StepSetup:
 
 STEP_SETUPS = (
     StepSetup("lenet_300_100", "mnist", "lenet_300_100", {}, 128, steps=50, repeats=30),
-    StepSetup("resnet20", "cifar10", "resnet_cifar", {"depth": 20}, 128, steps=5, repeats=15),
+    StepSetup("resnet20", "cifar10", "resnet_cifar", {"depth": 20}, 128, steps=5, repeats=20),
 )
 SPARSITY = 0.9
 WHOLE_RUN_REPEATS = 2
@@ -75,7 +75,7 @@ def step_times(setup: StepSetup, batches: int = 4) -> dict[str, Any]:
     """Interleaved A/B step times of the plain and the masked model of `setup`."""
     keras.backend.clear_session()
     data = data_lib.load(setup.dataset, "synthetic", synthetic_examples=setup.batch_size * batches, augment=False)
-    inputs = [(tf.constant(x), tf.constant(y)) for x, y in data.train(setup.batch_size).take(batches)]
+    batches_of = data.train(setup.batch_size).take(batches).cache().repeat()
     keras.utils.set_random_seed(0)
     plain = _compiled(models.build(setup.model, data.input_shape, data.classes, **setup.model_kwargs))
     keras.utils.set_random_seed(0)
@@ -87,19 +87,22 @@ def step_times(setup: StepSetup, batches: int = 4) -> dict[str, Any]:
     masks = selection.select("global", weights, [np.ones(w.shape, bool) for w in weights], round(SPARSITY * total))
     masking.apply_masks(entries, masks)
 
-    def block(model: keras.Model, steps: int) -> float:
+    def block(model: keras.Model, iterator: Iterator, steps: int) -> float:
+        step = model.make_train_function()  # what fit runs, one step a call
         started = time.perf_counter()
-        for step in range(steps):
-            model.train_on_batch(*inputs[step % batches])
+        for _ in range(steps):
+            logs = step(iterator)
+        float(logs["loss"])  # the last step has finished
         return (time.perf_counter() - started) / steps
 
-    for model in (plain, masked):  # tracing and first-call costs, outside the timing
-        block(model, 3)
+    # Both see the same batches in the same order; tracing and first calls are not timed.
+    runs = {"plain": (plain, iter(batches_of)), "masked": (masked, iter(batches_of))}
+    for model, iterator in runs.values():
+        block(model, iterator, 3)
     times = {"plain": [], "masked": []}
     for repeat in range(setup.repeats):
-        order = ("plain", "masked") if repeat % 2 == 0 else ("masked", "plain")
-        for name in order:
-            times[name].append(block(plain if name == "plain" else masked, setup.steps))
+        for name in ("plain", "masked") if repeat % 2 == 0 else ("masked", "plain"):
+            times[name].append(block(*runs[name], setup.steps))
     ratios = [m / p for m, p in zip(times["masked"], times["plain"])]
     return {
         "batch_size": setup.batch_size, "steps_per_block": setup.steps, "repeats": setup.repeats,
@@ -193,7 +196,7 @@ def plot(path: str, report: dict[str, Any]) -> None:
             right.plot([index + offset] * len(values), values, "k.", markersize=4)
     right.set_xticks([0, 1], [f"dense, {whole['epochs']} epochs", f"IMP, {whole['epochs']} epochs"])
     right.set_ylabel("seconds")
-    right.set_title("Whole run through imp_keras.train (LeNet-300-100, MNIST)")
+    right.set_title("Whole run, LeNet-300-100 on MNIST")
     right.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -210,7 +213,7 @@ def run(smoke: bool = False, out_dir: str | None = None) -> dict[str, Any]:
             dataclasses.replace(STEP_SETUPS[0], batch_size=16, steps=2, repeats=2),
             dataclasses.replace(STEP_SETUPS[1], name="resnet8", model_kwargs={"depth": 8}, batch_size=4, steps=1, repeats=2),
         )
-    report = {"benchmark": "overhead", "smoke": smoke, "machine": machine, "step_time": {}}
+    report = {"benchmark": "overhead", "smoke": smoke, "command": common.command("overhead"), "machine": machine, "step_time": {}}
     for setup in setups:
         report["step_time"][setup.name] = entry = step_times(setup)
         print(f"{setup.name}: plain {entry['plain_ms']['median']:.2f} ms, masked {entry['masked_ms']['median']:.2f} ms, "

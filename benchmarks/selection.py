@@ -12,7 +12,7 @@ weights, precomputed as one float32 array) at the same rank: one pass over the m
 magnitude threshold needs. `select` also checks its inputs (shapes, NaN/Inf) and builds the masks.
 Median and minimum of `--repeats` timings each.
 
-    python -m benchmarks.selection          # about 2 minutes
+    python -m benchmarks.selection          # about a minute
     python -m benchmarks.selection --smoke
 
 Writes `selection.json`, `.png` and `.md` into `--out_dir`.
@@ -114,11 +114,11 @@ def plot(path: str, report: dict[str, Any]) -> None:
     plt.close(figure)
 
 
-def run(smoke: bool = False, out_dir: str | None = None, repeats: int = 5) -> dict[str, Any]:
+def run(smoke: bool = False, out_dir: str | None = None, repeats: int = 9) -> dict[str, Any]:
     """Measures every criterion; writes and returns the report."""
     directory = common.out_dir(smoke, out_dir)
     machine = common.machine()
-    report = {"benchmark": "selection", "smoke": smoke, "machine": machine,
+    report = {"benchmark": "selection", "smoke": smoke, "command": common.command("selection"), "machine": machine,
               "model": "resnet_cifar(8)" if smoke else "resnet50", **measure(kernels(smoke), 1 if smoke else repeats)}
     report["machine_after"] = common.machine()["load_average"]
     text = table(report)
@@ -128,7 +128,7 @@ def run(smoke: bool = False, out_dir: str | None = None, repeats: int = 5) -> di
     return report
 
 
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timings of each criterion in each case.")
+_REPEATS = flags.DEFINE_integer("repeats", 9, "Timings of each criterion in each case.")
 
 
 def main(argv: Sequence[str]) -> None:
