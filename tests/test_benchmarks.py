@@ -6,9 +6,13 @@ The measurements themselves are in BENCHMARKS.md; these only keep the scripts wo
 import json
 import math
 
+import numpy as np
 import pytest
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
 
 from benchmarks import accuracy, baselines, overhead, selection
+from imp_keras import keras, masking, models
 
 
 def finite(value) -> bool:
@@ -38,6 +42,41 @@ def test_gmp_window_ends_on_a_pruning_step_within_the_budget():
     assert baselines.cubic_sparsity(2102, 0.9, window) == pytest.approx(0.9 * (1 - 0.5**3))
     with pytest.raises(ValueError, match="does not fit"):
         baselines.window(10, 0.5, 1.0, 20)
+
+
+class SparsityAfterEachStep(keras.callbacks.Callback):
+    """The fraction of masked-out kernel weights after every training step."""
+
+    def __init__(self, masks):
+        super().__init__()
+        self.masks = masks
+        self.sparsity = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        values = [m.numpy() for m in self.masks(self.model)]
+        self.sparsity.append(1 - sum(float(v.sum()) for v in values) / sum(v.size for v in values))
+
+
+def test_global_gmp_updates_its_masks_at_the_steps_tfmot_does():
+    """Steps 1..4 of a window from pruning step 1 to 3: sparsity 0, S (1 - 1/8), S, S for both."""
+    window = baselines.Window(1, 3, 1)
+    data = tf.data.Dataset.from_tensor_slices(
+        (np.random.default_rng(0).normal(size=(64, 28, 28)).astype("float32"), np.zeros(64, "int32"))
+    ).batch(16)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, begin_step=1, end_step=3, frequency=1)
+    layerwise = tfmot.sparsity.keras.prune_low_magnitude(models.lenet_300_100(), pruning_schedule=schedule)
+    tfmot_masks = SparsityAfterEachStep(lambda m: [v[1] for l in m.layers for v in getattr(l, "pruning_vars", [])])
+    layerwise.compile(keras.optimizers.SGD(0.01), loss=loss)
+    layerwise.fit(data, epochs=1, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), tfmot_masks])
+    global_model = masking.prunable(models.lenet_300_100())
+    global_masks = SparsityAfterEachStep(lambda m: [e.mask for e in masking.masked_weights(m)])
+    global_model.compile(keras.optimizers.SGD(0.01), loss=loss)
+    global_model.fit(data, epochs=1, verbose=0, callbacks=[baselines.GlobalGMP(0.5, window), global_masks])
+    expected = [baselines.cubic_sparsity(step, 0.5, window) for step in (1, 2, 3, 4)]
+    assert expected == [0.0, 0.4375, 0.5, 0.5]
+    assert tfmot_masks.sparsity == pytest.approx(expected, abs=1e-5)
+    assert global_masks.sparsity == pytest.approx(expected, abs=1e-5)
 
 
 def test_accuracy_smoke(tmp_path):
