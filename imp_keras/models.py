@@ -118,7 +118,9 @@ def lenet_300_100(input_shape: tuple[int, ...] = (28, 28), classes: int = 10) ->
     )
 
 
-def conv_net(depth: int = 4, input_shape: tuple[int, ...] = (28, 28, 1), classes: int = 10) -> keras.Model:
+def conv_net(
+    depth: int = 4, input_shape: tuple[int, ...] = (28, 28, 1), classes: int = 10, filters: int = 64
+) -> keras.Model:
     """Conv-2/4/6 (Frankle & Carbin, The Lottery Ticket Hypothesis, ICLR 2019).
 
     depth/2 blocks of two 3x3 ReLU convolutions (64, 64 / 128, 128 / 256, 256 filters), each block
@@ -129,15 +131,19 @@ def conv_net(depth: int = 4, input_shape: tuple[int, ...] = (28, 28, 1), classes
       depth: number of convolutions: 2, 4 or 6.
       input_shape: shape of one image, e.g. (28, 28, 1) for Fashion-MNIST.
       classes: number of logits.
+      filters: filters of the first block's convolutions, doubled at every block; 64 as in the
+        paper, fewer for a narrower network that trains in reach of a CPU.
     """
     depth = _check_conv_depth(depth)
     classes = _check_int("classes", classes, 1)
+    filters = _check_int("filters", filters, 1)
     inputs = keras.Input(input_shape)
     x = inputs
-    for block, filters in enumerate((64, 128, 256)[: depth // 2], start=1):
+    for block in range(1, depth // 2 + 1):
         for i in (1, 2):
             x = keras.layers.Conv2D(
-                filters, 3, padding="same", activation="relu", kernel_initializer="glorot_normal", name=f"block{block}_conv{i}"
+                filters * 2 ** (block - 1), 3, padding="same", activation="relu", kernel_initializer="glorot_normal",
+                name=f"block{block}_conv{i}",
             )(x)
         x = keras.layers.MaxPool2D(2, name=f"block{block}_pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)

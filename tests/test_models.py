@@ -20,6 +20,10 @@ ARCHITECTURES = [
     pytest.param("conv_net", {"depth": 2}, (28, 28, 1), 10, 3_317_450, 3_317_450, 5, id="conv2"),
     pytest.param("conv_net", {"depth": 4}, (28, 28, 1), 10, 1_933_258, 1_933_258, 7, id="conv4"),
     pytest.param("conv_net", {"depth": 6}, (28, 28, 1), 10, 1_802_698, 1_802_698, 9, id="conv6"),
+    # Narrow Conv-2 of the accuracy benchmark: 16 filters (160 + 2,320), Dense 3,136 -> 256 -> 256 -> 10.
+    pytest.param("conv_net", {"depth": 2, "filters": 16}, (28, 28, 1), 10, 873_914, 873_914, 5, id="conv2_16"),
+    # Conv-4 with 8, 8 / 16, 16 filters: 80 + 584 + 1,168 + 2,320, then Dense 784 -> 256 -> 256 -> 10.
+    pytest.param("conv_net", {"depth": 4, "filters": 8}, (28, 28, 1), 10, 273_474, 273_474, 7, id="conv4_8"),
     # He et al. (2016), Table 6: ResNet-20 0.27M, ResNet-56 0.85M. 6n+1 convs + 1 Dense.
     pytest.param("resnet_cifar", {"depth": 20}, (32, 32, 3), 10, 271_098, 269_722, 20, id="resnet20"),
     pytest.param("resnet_cifar", {"depth": 56}, (32, 32, 3), 10, 857_082, 853_018, 56, id="resnet56"),
@@ -43,6 +47,13 @@ def test_architecture_shapes_and_exact_counts(name, kwargs, input_shape, classes
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == trainable
     assert model.layers[-1].name == "float32_logits" and model.layers[-1].dtype_policy.name == "float32"
     assert len(masked_weights(imp_keras.prunable(model))) == kernels
+
+
+def test_conv_net_filters_double_at_every_block():
+    model = conv_net(depth=6, filters=4)
+    assert [l.filters for l in model.layers if isinstance(l, keras.layers.Conv2D)] == [4, 4, 8, 8, 16, 16]
+    assert [l.units for l in model.layers if isinstance(l, keras.layers.Dense)] == [256, 256, 10]
+    assert [l.filters for l in conv_net(depth=4).layers if isinstance(l, keras.layers.Conv2D)] == [64, 64, 128, 128]
 
 
 def test_lenet_keeps_its_layer_names():
@@ -87,6 +98,8 @@ def test_build_refuses_arguments_the_builder_does_not_take(name, kwargs, message
     [
         (conv_net, {"depth": 3}, "depth"),
         (conv_net, {"depth": 4.0}, "depth"),
+        (conv_net, {"filters": 0}, "filters"),
+        (conv_net, {"filters": 16.0}, "filters"),
         (resnet_cifar, {"depth": 21}, "depth"),
         (resnet_cifar, {"depth": 2}, "depth"),
         (resnet_cifar, {"depth": True}, "depth"),

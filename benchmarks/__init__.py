@@ -1,0 +1,1 @@
+"""Benchmarks of imp_keras: accuracy at equal budget, training overhead, selection speed (see BENCHMARKS.md)."""

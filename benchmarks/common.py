@@ -1,0 +1,105 @@
+"""What every benchmark shares: its two common flags, the machine it ran on, and its result files.
+
+Each benchmark writes `<out_dir>/<name>.json` (settings, machine, every measurement, summary),
+`<name>.png` and `<name>.md` (the table BENCHMARKS.md shows). `--smoke` runs a few steps on tiny
+data, only to keep the script working; its files go to a temporary folder unless `--out_dir` is given.
+"""
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from typing import Any
+
+from absl import flags
+import numpy as np
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
+
+SMOKE = flags.DEFINE_bool("smoke", False, "A few steps on tiny data: checks that the benchmark runs, measures nothing.")
+OUT_DIR = flags.DEFINE_string("out_dir", None, f"Where the JSON, PNG and table go (default {RESULTS_DIR}; with --smoke a temporary folder).")
+
+
+def out_dir(smoke: bool, given: str | None) -> str:
+    """The folder results go to, created: `given`, else the results folder (a temporary one for smoke runs)."""
+    path = given or (tempfile.mkdtemp(prefix="imp_keras_bench_") if smoke else RESULTS_DIR)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def machine() -> dict[str, Any]:
+    """The machine and software a measurement ran on, with the load average when it was taken
+    (the benchmark machine may be shared)."""
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+
+    from imp_keras import keras
+
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "tensorflow": tf.__version__,
+        "tf_keras": keras.__version__,
+        "tfmot": tfmot.__version__,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }
+
+
+def command(module: str) -> str:
+    """The command line this process runs, as `python -m benchmarks.<module> <flags>`."""
+    return " ".join(["python", "-m", f"benchmarks.{module}", *sys.argv[1:]])
+
+
+def set_threads(threads: int) -> None:
+    """Limits TensorFlow to `threads` threads per op and between ops (0 keeps TensorFlow's default)."""
+    if threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def write(directory: str, name: str, report: dict[str, Any], table: str) -> None:
+    """Writes `<name>.json` (the report) and `<name>.md` (the table) into `directory`."""
+    with open(os.path.join(directory, f"{name}.json"), "w") as f:
+        json.dump(report, f, indent=2, sort_keys=True, allow_nan=False)
+        f.write("\n")
+    with open(os.path.join(directory, f"{name}.md"), "w") as f:
+        f.write(table + "\n")
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)

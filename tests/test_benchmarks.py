@@ -1,0 +1,115 @@
+"""The benchmarks' smoke modes: each runs in seconds on synthetic data and writes a complete report.
+
+The measurements themselves are in BENCHMARKS.md; these only keep the scripts working.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+from benchmarks import accuracy, baselines, overhead, selection
+from imp_keras import keras, masking, models
+
+
+def finite(value) -> bool:
+    """True when every number inside `value` (nested dicts and lists) is finite."""
+    if isinstance(value, dict):
+        return all(finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(finite(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def read(directory, name):
+    for suffix in (".png", ".md"):
+        assert (directory / f"{name}{suffix}").stat().st_size > 0
+    assert (directory / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((directory / f"{name}.json").read_text())
+    assert finite(report) and report["smoke"] is True
+    assert {"cpu", "cores", "tensorflow", "tfmot"} <= set(report["machine"])
+    return report
+
+
+def test_gmp_window_ends_on_a_pruning_step_within_the_budget():
+    window = baselines.window(7020, 0.1, 0.5, 100)
+    assert (window.begin_step, window.end_step) == (702, 3502)
+    assert window.prunes_at(3502) and not window.prunes_at(3503) and not window.prunes_at(701)
+    assert baselines.cubic_sparsity(702, 0.9, window) == 0.0 and baselines.cubic_sparsity(3502, 0.9, window) == 0.9
+    assert baselines.cubic_sparsity(2102, 0.9, window) == pytest.approx(0.9 * (1 - 0.5**3))
+    with pytest.raises(ValueError, match="does not fit"):
+        baselines.window(10, 0.5, 1.0, 20)
+
+
+class SparsityAfterEachStep(keras.callbacks.Callback):
+    """The fraction of masked-out kernel weights after every training step."""
+
+    def __init__(self, masks):
+        super().__init__()
+        self.masks = masks
+        self.sparsity = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        values = [m.numpy() for m in self.masks(self.model)]
+        self.sparsity.append(1 - sum(float(v.sum()) for v in values) / sum(v.size for v in values))
+
+
+def test_global_gmp_updates_its_masks_at_the_steps_tfmot_does():
+    """Steps 1..4 of a window from pruning step 1 to 3: sparsity 0, S (1 - 1/8), S, S for both."""
+    window = baselines.Window(1, 3, 1)
+    data = tf.data.Dataset.from_tensor_slices(
+        (np.random.default_rng(0).normal(size=(64, 28, 28)).astype("float32"), np.zeros(64, "int32"))
+    ).batch(16)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, begin_step=1, end_step=3, frequency=1)
+    layerwise = tfmot.sparsity.keras.prune_low_magnitude(models.lenet_300_100(), pruning_schedule=schedule)
+    tfmot_masks = SparsityAfterEachStep(lambda m: [v[1] for l in m.layers for v in getattr(l, "pruning_vars", [])])
+    layerwise.compile(keras.optimizers.SGD(0.01), loss=loss)
+    layerwise.fit(data, epochs=1, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), tfmot_masks])
+    global_model = masking.prunable(models.lenet_300_100())
+    global_masks = SparsityAfterEachStep(lambda m: [e.mask for e in masking.masked_weights(m)])
+    global_model.compile(keras.optimizers.SGD(0.01), loss=loss)
+    global_model.fit(data, epochs=1, verbose=0, callbacks=[baselines.GlobalGMP(0.5, window), global_masks])
+    expected = [baselines.cubic_sparsity(step, 0.5, window) for step in (1, 2, 3, 4)]
+    assert expected == [0.0, 0.4375, 0.5, 0.5]
+    assert tfmot_masks.sparsity == pytest.approx(expected, abs=1e-5)
+    assert global_masks.sparsity == pytest.approx(expected, abs=1e-5)
+
+
+def test_accuracy_smoke(tmp_path):
+    methods = ("dense", "tfmot_gmp", "global_gmp", "one_shot", "imp_lrw", "bimp")
+    accuracy.run(["mnist_lenet"], methods, smoke=True, out_dir=str(tmp_path))
+    report = read(tmp_path, "accuracy_mnist_lenet")
+    assert set(report["summary"]) == {*methods, "dense_pretrain"}
+    for method in methods[1:]:
+        (entry,) = report["summary"][method].values()
+        assert entry["budget_epochs"] == [report["budget_epochs"]] == [4]
+        assert entry["weights_off_goal"] == 0 and entry["sparsity"]["mean"] == pytest.approx(0.9, abs=1e-5)
+        assert 0 <= entry["accuracy"]["mean"] <= 1
+    assert [r["own_epochs"] for r in report["runs"] if r["method"] in ("imp_lrw", "one_shot")] == [2, 2]
+    assert set(report["schedules"]) == set(methods)
+    # A second run finds every run finished and reports the same numbers.
+    again = accuracy.run(["mnist_lenet"], methods, smoke=True, out_dir=str(tmp_path))["mnist_lenet"]
+    assert [r["accuracy"] for r in again["runs"]] == [r["accuracy"] for r in report["runs"]]
+
+
+def test_overhead_smoke(tmp_path):
+    overhead.run(smoke=True, out_dir=str(tmp_path))
+    report = read(tmp_path, "overhead")
+    assert len(report["step_time"]) == 2
+    for entry in report["step_time"].values():
+        assert entry["plain_ms"]["median"] > 0 and entry["masked_ms"]["median"] > 0 and entry["ratio"]["median"] > 0
+    whole = report["whole_run"]
+    assert whole["epochs"] == 2 and whole["wall_ratio"] > 0 and whole["train_ratio"] > 0
+
+
+def test_selection_smoke(tmp_path):
+    selection.run(smoke=True, out_dir=str(tmp_path))
+    report = read(tmp_path, "selection")
+    assert set(report["cases"]) == {"first", "later"}
+    for case in report["cases"].values():
+        assert set(case["criteria"]) == {"global", "uniform", "uniform_plus", "erk", "lamp"}
+        assert case["count"] > 0 and case["partition"]["median"] > 0
