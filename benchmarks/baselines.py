@@ -149,6 +149,7 @@ def train_gmp(
         model = masking.prunable(model)
         callbacks = [GlobalGMP(goal_sparsity, pruning)]
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    experiment.add_weight_decay(model, config)  # as the trainer does for the IMP runs
     model.compile(experiment.make_optimizer(config, experiment.base_schedule(config, steps_per_epoch)), loss=loss, metrics=["accuracy"])
     fit_started = time.time()
     model.fit(data.train(config.batch_size, 0, epochs), epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)

@@ -279,7 +279,7 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
 
 # The checks of each builder's own arguments, for `check_arguments`: (value, argument name) -> None.
 _ARGUMENT_CHECKS: dict[str, dict[str, Callable[[Any, str], object]]] = {
-    "conv_net": {"depth": _check_conv_depth},
+    "conv_net": {"depth": _check_conv_depth, "filters": lambda value, argument: _check_int(argument, value, 1)},
     "resnet_cifar": {"depth": lambda value, argument: _blocks_per_stage(value, 2, argument)},
     "wide_resnet": {
         "depth": lambda value, argument: _blocks_per_stage(value, 4, argument),
