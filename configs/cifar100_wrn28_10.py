@@ -18,17 +18,11 @@ from imp_keras import experiment
 
 
 def get_config(arg=None):
-    config = experiment.base_config()
+    config = experiment.cifar_config("cifar100", weight_decay=5e-4)
     config.name = "cifar100_wrn28_10"
-    config.data.name = "cifar100"
-    config.data.source = "tfds"
     config.model.name = "wide_resnet"
     config.model.kwargs.depth = 28
     config.model.kwargs.width = 10
-    config.optimizer.weight_decay = 5e-4
-    config.pretrain_epochs = 200
-    config.cycles = 3
-    config.retrain_epochs = 10
     config.goal_sparsity = 0.95
     config.retrain_kind = "allr"
     return experiment.variant(config, arg)

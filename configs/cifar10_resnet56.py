@@ -18,16 +18,10 @@ from imp_keras import experiment
 
 
 def get_config(arg=None):
-    config = experiment.base_config()
+    config = experiment.cifar_config("cifar10", weight_decay=1e-4)
     config.name = "cifar10_resnet56"
-    config.data.name = "cifar10"
-    config.data.source = "tfds"
     config.model.name = "resnet_cifar"
     config.model.kwargs.depth = 56
-    config.optimizer.weight_decay = 1e-4
-    config.pretrain_epochs = 200
-    config.cycles = 3
-    config.retrain_epochs = 10
     config.goal_sparsity = 0.9
     config.retrain_kind = "slr"
     return experiment.variant(config, arg)

@@ -17,15 +17,9 @@ from imp_keras import experiment
 
 
 def get_config(arg=None):
-    config = experiment.base_config()
+    config = experiment.cifar_config("cifar10", weight_decay=5e-4)
     config.name = "cifar10_vgg16"
-    config.data.name = "cifar10"
-    config.data.source = "tfds"
     config.model.name = "vgg16_bn"
-    config.optimizer.weight_decay = 5e-4
-    config.pretrain_epochs = 200
-    config.cycles = 3
-    config.retrain_epochs = 10
     config.goal_sparsity = 0.95
     config.retrain_kind = "slr"
     return experiment.variant(config, arg)

@@ -62,12 +62,13 @@ def write_json(path: str, value: Any) -> None:
     os.replace(partial, path)
 
 
-def read_json(path: str) -> Any:
+def read_json(path: str, advice: str = "") -> Any:
+    """The JSON in `path`; a damaged file is a `ValueError` naming it, followed by `advice`."""
     try:
         with open(path) as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is damaged: not valid JSON ({e}).") from e
+        raise ValueError(f"{path} is damaged: not valid JSON ({e}).{' ' + advice if advice else ''}") from None
 
 
 def _typed(row: dict[str, float]) -> dict[str, float]:

@@ -97,14 +97,12 @@ def _locked(workdir: str) -> Iterator[None]:
 def _record_config(workdir: str, config: dict[str, Any], chief: bool, verbose: int) -> None:
     path = os.path.join(workdir, rundir.CONFIG)
     if os.path.exists(path):
-        try:
-            recorded = rundir.read_json(path)
-        except ValueError as e:
-            raise ValueError(
-                f"{e} It records the config of the run in {workdir}, which a re-run must match: if this is "
-                "certainly the same experiment, delete the file and re-run (it is written again from the config); "
-                "otherwise start in a new workdir."
-            ) from None
+        recorded = rundir.read_json(
+            path,
+            f"It records the config of the run in {workdir}, which a re-run must match: if this is "
+            "certainly the same experiment, delete the file and re-run (it is written again from the config); "
+            "otherwise start in a new workdir.",
+        )
         if recorded == config:
             return
         differences = ", ".join(_differences(recorded, config))
@@ -366,14 +364,11 @@ def run(
         _record_config(workdir, resolved, chief, verbose)
         results_path = os.path.join(workdir, rundir.RESULTS)
         if os.path.exists(results_path):
-            try:
-                results = rundir.read_json(results_path)
-            except ValueError as e:
-                raise ValueError(
-                    f"{e} The run had finished and its backup is gone, so the summary cannot be made again; its "
-                    f"models are in {rundir.LADDER}/ and its metrics in {rundir.METRICS}. Start afresh in a new workdir "
-                    "for a new one."
-                ) from None
+            results = rundir.read_json(
+                results_path,
+                f"The run had finished and its backup is gone, so the summary cannot be made again; its models are "
+                f"in {rundir.LADDER}/ and its metrics in {rundir.METRICS}. Start afresh in a new workdir for a new one.",
+            )
             if not chief:
                 return None
             if os.path.isdir(os.path.join(workdir, rundir.BACKUP)):
