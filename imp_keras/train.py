@@ -341,7 +341,8 @@ def run(
     Raises:
       ValueError: a config field is invalid (named in the message), or the workdir holds another
         experiment.
-      RuntimeError: the workdir is in use by another run (its lock file is named).
+      RuntimeError: the workdir is in use by another run (its lock file is named); or, on a worker of
+        a multi-worker cluster, another worker stopped (refusing the workdir, for one).
       imp_keras.backup.BackupError: the backups are damaged beyond the previous one, or missing
         while files show finished epochs.
       imp_keras.NonFiniteError, imp_keras.InvariantError: training produced a NaN or Inf, or broke
@@ -360,31 +361,42 @@ def run(
     resolved = _as_dict(config)
     chief = distribution.is_chief_task(config.distribution)
     os.makedirs(workdir, exist_ok=True)
-    with _locked(workdir) if chief else contextlib.nullcontext():
-        _record_config(workdir, resolved, chief, verbose)
-        results_path = os.path.join(workdir, rundir.RESULTS)
-        if os.path.exists(results_path):
-            results = rundir.read_json(
-                results_path,
-                f"The run had finished and its backup is gone, so the summary cannot be made again; its models are "
-                f"in {rundir.LADDER}/ and its metrics in {rundir.METRICS}. Start afresh in a new workdir for a new one.",
-            )
-            if not chief:
-                return None
-            if os.path.isdir(os.path.join(workdir, rundir.BACKUP)):
-                tf.io.gfile.rmtree(os.path.join(workdir, rundir.BACKUP))  # left by a crash after results.json
-            if verbose:
-                print(f"imp_keras: the run in {workdir} has finished ({results_path}); nothing to do.")
-            return results
-        policy = keras.mixed_precision.global_policy()
-        deterministic = tf_config.is_op_determinism_enabled()
-        try:
-            strategy = distribution.make_strategy(config.distribution)
+    policy = keras.mixed_precision.global_policy()
+    deterministic = tf_config.is_op_determinism_enabled()
+    try:
+        # Every worker of a cluster waits here until all have arrived, with no time limit. Only after
+        # that does a chief refuse the workdir: TensorFlow's health checks then stop the others
+        # instead of leaving them waiting for a chief that has gone.
+        strategy = distribution.make_strategy(config.distribution)
+        with _locked(workdir) if chief else contextlib.nullcontext():
+            _record_config(workdir, resolved, chief, verbose)
+            results_path = os.path.join(workdir, rundir.RESULTS)
+            if os.path.exists(results_path):
+                results = rundir.read_json(
+                    results_path,
+                    f"The run had finished and its backup is gone, so the summary cannot be made again; its models are "
+                    f"in {rundir.LADDER}/ and its metrics in {rundir.METRICS}. Start afresh in a new workdir for a new one.",
+                )
+                if not chief:
+                    return None
+                if os.path.isdir(os.path.join(workdir, rundir.BACKUP)):
+                    tf.io.gfile.rmtree(os.path.join(workdir, rundir.BACKUP))  # left by a crash after results.json
+                if verbose:
+                    print(f"imp_keras: the run in {workdir} has finished ({results_path}); nothing to do.")
+                return results
             return _train(config, workdir, resolved, strategy, chief, list(callbacks), verbose)
-        finally:
-            keras.mixed_precision.set_global_policy(policy)
-            if not deterministic:
-                tf_config.disable_op_determinism()
+    except tf.errors.UnavailableError as e:
+        if config.distribution != "multi_worker":
+            raise
+        raise RuntimeError(
+            f"This worker lost contact with another worker of the cluster, which has stopped (its output says why; "
+            f"often the chief refused the workdir {workdir}). Restart every worker once that is fixed. "
+            f"TensorFlow reported: {e.message.splitlines()[0]}"
+        ) from e
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        if not deterministic:
+            tf_config.disable_op_determinism()
 
 
 def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose):

@@ -92,13 +92,13 @@ QUICK_ON_SYNTHETIC = [
 ]
 
 
-def test_trainer_multi_worker_gives_the_single_device_masks(tmp_path):
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"localhost:{port}" for port in ports]}
-    command = [sys.executable, "-m", "imp_keras.train", *QUICK_ON_SYNTHETIC]
+def _train_on_two_workers(workdir):
+    """`python -m imp_keras.train` of the quick config on 2 localhost workers: (return code, stdout,
+    stderr) of each, worker 0 (the chief) first."""
+    cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
     workers = [
         subprocess.Popen(
-            [*command, "--config.distribution=multi_worker", f"--workdir={tmp_path / 'multi'}"],
+            [sys.executable, "-m", "imp_keras.train", *QUICK_ON_SYNTHETIC, "--config.distribution=multi_worker", f"--workdir={workdir}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
             env=dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
         )
@@ -106,12 +106,18 @@ def test_trainer_multi_worker_gives_the_single_device_masks(tmp_path):
     ]
     try:
         outputs = [worker.communicate(timeout=600) for worker in workers]
-    finally:
+    finally:  # a worker left hanging must not outlive the test
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
-    for worker, (_, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err[-3000:]
+    return [(worker.returncode, out, err) for worker, (out, err) in zip(workers, outputs)]
+
+
+def test_trainer_multi_worker_gives_the_single_device_masks(tmp_path):
+    outputs = _train_on_two_workers(tmp_path / "multi")
+    for returncode, _, err in outputs:
+        assert returncode == 0, err[-3000:]
+    command = [sys.executable, "-m", "imp_keras.train", *QUICK_ON_SYNTHETIC]
     single = subprocess.run([*command, f"--workdir={tmp_path / 'single'}"], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
 
@@ -120,4 +126,15 @@ def test_trainer_multi_worker_gives_the_single_device_masks(tmp_path):
     assert multi_results["replicas"] == 2 and single_results["replicas"] == 1
     assert _final_zeros(tmp_path / "multi") == _final_zeros(tmp_path / "single")
     assert sorted(os.listdir(tmp_path / "multi" / "ladder")) == sorted(os.listdir(tmp_path / "single" / "ladder"))
-    assert "Run directory" in outputs[0][0] and "Run directory" not in outputs[1][0], "only the chief reports"
+    assert "Run directory" in outputs[0][1] and "Run directory" not in outputs[1][1], "only the chief reports"
+
+
+def test_multi_worker_chief_refusing_a_busy_workdir_stops_every_worker(tmp_path):
+    """The chief refuses a workdir another live run holds; the other worker must stop too, with an
+    error saying why, not wait for the chief forever."""
+    lock = tmp_path / ".lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # this test process: alive
+    (chief_code, _, chief_err), (other_code, _, other_err) = _train_on_two_workers(tmp_path)
+    assert chief_code != 0 and "is in use by another run" in chief_err, chief_err[-3000:]
+    assert other_code != 0 and "lost contact with another worker of the cluster" in other_err, other_err[-3000:]
+    assert os.listdir(tmp_path) == [".lock"] and json.loads(lock.read_text())["pid"] == os.getpid()
