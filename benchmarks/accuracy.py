@@ -32,7 +32,6 @@ Writes `accuracy_<setup>.json`, `.png` and `.md` into `--out_dir`.
 
 from collections.abc import Sequence
 import dataclasses
-import json
 import os
 import time
 from typing import Any
@@ -201,7 +200,7 @@ def schedules(setup: Setup) -> dict[str, str]:
 def _baseline(directory: str, config: ml_collections.ConfigDict, kind: str, sparsity: float, setup: Setup, verbose: int) -> dict[str, Any]:
     """The GMP run of `config` in `directory`: its stored result if it finished with these settings."""
     settings = {
-        "config": json.loads(json.dumps(config.to_dict())), "kind": kind, "goal_sparsity": sparsity,
+        "config": rundir.config_dict(config), "kind": kind, "goal_sparsity": sparsity,
         "window": list(setup.gmp_window), "frequency": setup.gmp_frequency,
     }
     path = os.path.join(directory, rundir.RESULTS)

@@ -21,7 +21,6 @@ import ml_collections
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from imp_keras import data as data_lib
 from imp_keras import experiment, masking, models, selection
 from imp_keras._keras import keras
 from imp_keras.report import sparsity_report
@@ -129,11 +128,7 @@ def train_gmp(
     started = time.time()
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
-    data = data_lib.load(
-        config.data.name, config.data.source, config.data.data_dir or None,
-        validation_split=config.data.validation_split, seed=config.seed, augment=config.data.augment,
-        synthetic_examples=config.data.synthetic_examples, max_examples=config.data.max_examples,
-    )
+    data = experiment.load_data(config)
     steps_per_epoch = data.steps_per_epoch(config.batch_size)
     epochs = config.pretrain_epochs
     pruning = window(epochs * steps_per_epoch, *pruning_fractions, frequency)

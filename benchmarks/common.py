@@ -5,7 +5,6 @@ Each benchmark writes `<out_dir>/<name>.json` (settings, machine, every measurem
 data, only to keep the script working; its files go to a temporary folder unless `--out_dir` is given.
 """
 
-import json
 import os
 import platform
 import sys
@@ -15,6 +14,8 @@ from typing import Any
 
 from absl import flags
 import numpy as np
+
+from imp_keras import rundir
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,9 +93,7 @@ def set_threads(threads: int) -> None:
 
 def write(directory: str, name: str, report: dict[str, Any], table: str) -> None:
     """Writes `<name>.json` (the report) and `<name>.md` (the table) into `directory`."""
-    with open(os.path.join(directory, f"{name}.json"), "w") as f:
-        json.dump(report, f, indent=2, sort_keys=True, allow_nan=False)
-        f.write("\n")
+    rundir.write_json(os.path.join(directory, f"{name}.json"), report, allow_nan=False)
     with open(os.path.join(directory, f"{name}.md"), "w") as f:
         f.write(table + "\n")
 

@@ -125,7 +125,7 @@ def whole_run_configs(smoke: bool) -> dict[str, Any]:
         imp.pretrain_epochs, imp.cycles, imp.retrain_epochs = 1, 1, 1
     dense = imp.copy_and_resolve_references()
     dense.name, dense.method = "overhead_dense", "dense"
-    dense.pretrain_epochs = imp.pretrain_epochs + imp.cycles * imp.retrain_epochs
+    dense.pretrain_epochs = experiment.method(imp, 1).epochs
     return {"imp": imp, "dense": dense}
 
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from imp_keras import distribution
 from imp_keras._keras import keras
 
-__all__ = ["BackupError", "KeepPrevious", "RestorePoint", "restore_point", "saved_epoch"]
+__all__ = ["BackupError", "KeepPrevious", "RestorePoint", "latest_checkpoint", "restore_point", "saved_epoch"]
 
 _LATEST = "chief"
 _PREVIOUS = "previous"
@@ -62,9 +62,14 @@ def _checked_epoch(directory: str) -> int | None:
         raise _Damaged(f"{latest} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
 
 
+def latest_checkpoint(backup_dir: str) -> str | None:
+    """The checkpoint BackupAndRestore keeps in `backup_dir` (its latest), None without one."""
+    return tf.train.latest_checkpoint(os.path.join(backup_dir, _LATEST))
+
+
 def saved_epoch(backup_dir: str) -> int | None:
     """The last epoch backed up in `backup_dir` (BackupAndRestore's checkpoint), None without one."""
-    latest = tf.train.latest_checkpoint(os.path.join(backup_dir, _LATEST))
+    latest = latest_checkpoint(backup_dir)
     return None if latest is None else int(tf.train.load_checkpoint(latest).get_tensor(_EPOCH_KEY))
 
 
@@ -93,21 +98,19 @@ def restore_point(backup_dir: str, chief: bool = True) -> RestorePoint:
         epoch, damage = None, str(e)
     if epoch is not None:
         return RestorePoint(epoch + 1)
+    stuck = (
+        f"The run cannot continue: start it afresh in a new workdir (or move {backup_dir} and the files of finished "
+        "epochs away)."
+    )
     try:
         previous = _checked_epoch(previous_dir)
     except _Damaged as e:
         raise BackupError(
-            f"The backup of this run is damaged: {damage or f'{latest_dir} is missing'}; and so is the previous one: {e}. "
-            f"The run cannot continue: start it afresh in a new workdir (or move {backup_dir} and the files of "
-            "finished epochs away)."
+            f"The backup of this run is damaged: {damage or f'{latest_dir} is missing'}; and so is the previous one: {e}. {stuck}"
         ) from None
     if previous is None:
         if damage:
-            raise BackupError(
-                f"The backup of this run is damaged: {damage}; there is no previous backup to fall back to. The run "
-                f"cannot continue: start it afresh in a new workdir (or move {backup_dir} and the files of finished "
-                "epochs away)."
-            )
+            raise BackupError(f"The backup of this run is damaged: {damage}; there is no previous backup to fall back to. {stuck}")
         return RestorePoint(0)
     if not chief:
         raise BackupError(

@@ -3,6 +3,7 @@
 import inspect
 import math
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +19,7 @@ from imp_keras.schedules import RetrainSchedule
 from imp_keras.selection import CRITERIA, Criterion, check_block_size, get_criterion, max_removable, select, select_blocks
 from imp_keras.verify import InvariantError, broken, verify
 
-__all__ = ["IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN"]
+__all__ = ["IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN", "rung_cycle", "rung_name"]
 
 PHASE_PRETRAIN = 0
 PHASE_RETRAIN = 1
@@ -34,6 +35,17 @@ def _check_export_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"`export_options` has unknown arguments {unknown}; `imp_keras.export` takes {keywords}.")
     return dict(options)
+
+
+def rung_name(cycle: int, sparsity: float) -> str:
+    """The ladder file of the model after `cycle`, e.g. `cycle02_sparsity78.46.keras`."""
+    return f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras"
+
+
+def rung_cycle(name: str) -> int | None:
+    """The cycle of a ladder file named by `rung_name`; None for any other name."""
+    match = re.fullmatch(r"cycle(\d+)_sparsity[\d.]+\.keras", name)
+    return int(match[1]) if match else None
 
 
 class IMPCallback(keras.callbacks.Callback):
@@ -319,6 +331,6 @@ class IMPCallback(keras.callbacks.Callback):
         self._verified_masks = report.masks
 
     def _save_rung(self, cycle: int, sparsity: float) -> None:
-        name = f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras"
+        name = rung_name(cycle, sparsity)
         with distribution.chief_directory(self.ladder_dir, self.model.distribute_strategy) as directory:
             distribution.save_model(masking.strip(self.model), os.path.join(directory, name))

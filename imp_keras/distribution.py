@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-__all__ = ["STRATEGIES", "chief_directory", "is_chief", "is_chief_task", "make_strategy", "save_model"]
+__all__ = ["STRATEGIES", "chief_directory", "is_chief", "make_strategy", "save_model"]
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
 
@@ -35,6 +35,10 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
                 "`distribution`='multi_worker' needs the TF_CONFIG environment variable describing the cluster "
                 "and this worker's task. Received: TF_CONFIG unset."
             )
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as e:
+            raise ValueError(f"TF_CONFIG is not valid JSON ({e}). Received: TF_CONFIG={os.environ['TF_CONFIG']!r}") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"`distribution` must be one of {STRATEGIES}. Received: distribution={name!r}")
 
@@ -48,20 +52,6 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver.task_type == "chief":
         return True
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
-
-
-def is_chief_task(name: str) -> bool:
-    """`is_chief` from `TF_CONFIG` alone, before the strategy exists (creating a multi-worker
-    strategy waits for every worker)."""
-    if name != "multi_worker" or not os.environ.get("TF_CONFIG"):
-        return True
-    try:
-        cluster_config = json.loads(os.environ["TF_CONFIG"])
-    except json.JSONDecodeError as e:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({e}). Received: TF_CONFIG={os.environ['TF_CONFIG']!r}") from None
-    task = cluster_config.get("task", {})
-    kind, index = task.get("type"), task.get("index", 0)
-    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster_config.get("cluster", {}))
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from imp_keras import distribution
 from imp_keras._keras import keras
+from imp_keras import data as data_lib
 from imp_keras.data import DATASETS, INPUT_SHAPES, SOURCES, validation_count
 from imp_keras.export import FORMATS
 from imp_keras.models import MIN_IMAGE_SIDE, MODELS, check_arguments
@@ -282,9 +283,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_choice("retrain_kind", config.retrain_kind, KINDS)
     _check_number("retrain_lr", config.retrain_lr, 0.0, float("inf"), high_open=True)
     _check_choice("selection", config.selection, tuple(sorted(CRITERIA)))
-    block_size = _check_list("block_size", config.block_size, "() or two positive integers, e.g. (4, 1)", numbers.Integral)
+    block_size_expected = "() or two positive integers, e.g. (4, 1)"
+    block_size = _check_list("block_size", config.block_size, block_size_expected, numbers.Integral)
     if block_size and (len(block_size) != 2 or min(block_size) < 1):
-        _fail("block_size", "() or two positive integers, e.g. (4, 1)", config.block_size)
+        _fail("block_size", block_size_expected, config.block_size)
     _check_bool("exact_goal", config.exact_goal)
     _check_bool("reset_optimizer", config.reset_optimizer)
     _check_str("dense_workdir", config.dense_workdir, "a path (or empty)")
@@ -335,6 +337,15 @@ def _retrain_epochs(config: ml_collections.ConfigDict) -> tuple[int, ...]:
     if config.total_epochs and config.method != "dense":
         return Plan.budgeted(config.goal_sparsity, config.total_epochs, config.pretrain_epochs, config.cycles).retrain_epochs
     return (config.retrain_epochs,) * config.cycles
+
+
+def load_data(config: ml_collections.ConfigDict) -> data_lib.Data:
+    """The data of `config.data`, split and shuffled with `config.seed`."""
+    return data_lib.load(
+        config.data.name, config.data.source, config.data.data_dir or None,
+        validation_split=config.data.validation_split, seed=config.seed, augment=config.data.augment,
+        synthetic_examples=config.data.synthetic_examples, max_examples=config.data.max_examples,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

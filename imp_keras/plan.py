@@ -123,7 +123,11 @@ class Plan:
 
     def is_last_epoch_of_cycle(self, epoch: int) -> bool:
         cycle = self.cycle_at(epoch)
-        return cycle > 0 and epoch == self.cycle_start_epochs[cycle - 1] + self.retrain_epochs[cycle - 1] - 1
+        return cycle > 0 and epoch == self.last_epoch_of_cycle(cycle)
+
+    def last_epoch_of_cycle(self, cycle: int) -> int:
+        """The 0-based epoch that ends cycle `cycle` (1-based)."""
+        return self.cycle_start_epochs[cycle - 1] + self.retrain_epochs[cycle - 1] - 1
 
     def sparsity_after(self, cycle: int) -> float:
         """Nominal sparsity after `cycle` cycles: 1 - (1 - p)^cycle."""

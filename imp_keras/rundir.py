@@ -54,10 +54,15 @@ _FIRST_COLUMNS = ("epoch", "phase", "cycle", "sparsity", "lr", "loss", "accuracy
 _INT_COLUMNS = ("epoch", "cycle", "phase")
 
 
-def write_json(path: str, value: Any) -> None:
+def config_dict(config: Any) -> dict[str, Any]:
+    """`config` (a ConfigDict) as `config.json` holds it: plain JSON values, tuples as lists."""
+    return json.loads(json.dumps(config.to_dict()))
+
+
+def write_json(path: str, value: Any, allow_nan: bool = True) -> None:
     partial = path + ".partial"
     with open(partial, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
+        json.dump(value, f, indent=2, sort_keys=True, allow_nan=allow_nan)
         f.write("\n")
     os.replace(partial, path)
 

@@ -17,7 +17,6 @@ import errno
 import json
 import math
 import os
-import re
 import socket
 import time
 from collections.abc import Iterator, Sequence
@@ -34,7 +33,7 @@ from imp_keras import backup
 from imp_keras import data as data_lib
 from imp_keras import distribution, experiment, masking, models, plots, rundir
 from imp_keras._keras import keras, require_tf_keras
-from imp_keras.callback import PHASE_PRETRAIN, IMPCallback
+from imp_keras.callback import PHASE_PRETRAIN, IMPCallback, rung_cycle
 from imp_keras.export import export
 from imp_keras.guard import NaNGuard, NonFiniteError
 from imp_keras.report import sparsity_report
@@ -48,10 +47,6 @@ _LOCK = ".lock"
 _PROGRESS = (rundir.BACKUP, rundir.METRICS, rundir.LADDER, rundir.DENSE_MODEL, rundir.RESULTS)
 # Fields a run reusing another run's dense model must share with it.
 _DENSE_FIELDS = ("data", "model", "batch_size", "optimizer", "lr", "pretrain_epochs", "mixed_precision")
-
-
-def _as_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    return json.loads(json.dumps(config.to_dict()))  # tuples become lists, as in config.json
 
 
 def _pid_alive(pid: int) -> bool:
@@ -165,12 +160,10 @@ def _last_finished_on_disk(workdir: str, method: experiment.Method) -> tuple[int
         found.append((method.dense_epochs - 1, rundir.DENSE_MODEL))
     ladder = os.path.join(workdir, rundir.LADDER)
     if method.plan is not None and os.path.isdir(ladder):
-        plan = method.plan
         for name in os.listdir(ladder):
-            match = re.fullmatch(r"cycle(\d+)_sparsity[\d.]+\.keras", name)
-            if match and 1 <= int(match[1]) <= plan.cycles:
-                cycle = int(match[1])
-                found.append((plan.cycle_start_epochs[cycle - 1] + plan.retrain_epochs[cycle - 1] - 1, f"{rundir.LADDER}/{name}"))
+            cycle = rung_cycle(name)
+            if cycle is not None and 1 <= cycle <= method.plan.cycles:
+                found.append((method.plan.last_epoch_of_cycle(cycle), f"{rundir.LADDER}/{name}"))
     return max(found)
 
 
@@ -358,8 +351,7 @@ def run(
     for callback in callbacks:
         require_tf_keras(callback, "callbacks", keras.callbacks.Callback)
     workdir = os.path.abspath(os.fspath(workdir))
-    resolved = _as_dict(config)
-    chief = distribution.is_chief_task(config.distribution)
+    resolved = rundir.config_dict(config)
     os.makedirs(workdir, exist_ok=True)
     policy = keras.mixed_precision.global_policy()
     deterministic = tf_config.is_op_determinism_enabled()
@@ -368,6 +360,7 @@ def run(
         # that does a chief refuse the workdir: TensorFlow's health checks then stop the others
         # instead of leaving them waiting for a chief that has gone.
         strategy = distribution.make_strategy(config.distribution)
+        chief = distribution.is_chief(strategy)
         with _locked(workdir) if chief else contextlib.nullcontext():
             _record_config(workdir, resolved, chief, verbose)
             results_path = os.path.join(workdir, rundir.RESULTS)
@@ -407,11 +400,7 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
 
-    data = data_lib.load(
-        config.data.name, config.data.source, config.data.data_dir or None,
-        validation_split=config.data.validation_split, seed=config.seed, augment=config.data.augment,
-        synthetic_examples=config.data.synthetic_examples, max_examples=config.data.max_examples,
-    )
+    data = experiment.load_data(config)
     steps_per_epoch = data.steps_per_epoch(config.batch_size)
     dense_model, dense_accuracy = _dense_source(config, resolved) if config.dense_workdir else (None, None)
     method = experiment.method(config, steps_per_epoch)
@@ -471,7 +460,7 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
             advice = "masks or pruned weights were changed behind IMPCallback's back (a callback?), or this is a bug to report."
             raise InvariantError(_stopped(workdir, backup_dir, e, advice), e.problems) from e
     else:  # the last epoch was backed up, but the run stopped before writing its results
-        tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))).expect_partial()
+        tf.train.Checkpoint(model=model).restore(backup.latest_checkpoint(backup_dir)).expect_partial()
 
     results = _summarize(config, workdir, method, data, model, dense_accuracy, time.time() - started)
     results["replicas"] = strategy.num_replicas_in_sync

@@ -408,7 +408,7 @@ def test_dense_model_file_with_code_is_not_run(tmp_path):
     dense.mkdir()
     dense_config = config()
     dense_config.method = "dense"
-    rundir.write_json(os.fspath(dense / rundir.CONFIG), train._as_dict(dense_config))
+    rundir.write_json(os.fspath(dense / rundir.CONFIG), rundir.config_dict(dense_config))
     marker = tmp_path / "pwned"
     touch = eval(f"lambda x: x + (__import__('pathlib').Path({os.fspath(marker)!r}).touch() or 0.0)")  # no closure: saved whole
     evil = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Lambda(touch), keras.layers.Dense(10)])
