@@ -21,9 +21,11 @@ import ml_collections
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from imp_keras import experiment, masking, models, selection
-from imp_keras._keras import keras
-from imp_keras.report import sparsity_report
+from imp_keras import experiment, models
+from imp_keras.core import selection
+from imp_keras.tf_keras import masking
+from imp_keras.tf_keras._keras import keras
+from imp_keras.tf_keras.report import sparsity_report
 
 __all__ = ["GMP_KINDS", "GlobalGMP", "Window", "cubic_sparsity", "train_gmp", "window"]
 
@@ -69,7 +71,7 @@ class GlobalGMP(keras.callbacks.Callback):
     """GMP with one global magnitude threshold over all kernels of an `imp_keras.prunable` model.
 
     Before every pruning step of `pruning` it removes the alive weights of smallest magnitude over
-    all kernels together (`imp_keras.selection.global_magnitude`) until round(s(t) * n) of the n
+    all kernels together (`imp_keras.core.selection.global_magnitude`) until round(s(t) * n) of the n
     kernel weights are pruned, and zeroes them with their momentum (`masking.apply_masks`). Masks
     only shrink: a pruned weight never returns, unlike tfmot's, which re-ranks every weight.
     """

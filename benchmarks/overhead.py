@@ -33,8 +33,10 @@ import numpy as np
 
 from benchmarks import common
 from imp_keras import data as data_lib
-from imp_keras import experiment, masking, models, selection, train
-from imp_keras._keras import keras
+from imp_keras import experiment, models, train
+from imp_keras.core import selection
+from imp_keras.tf_keras import masking
+from imp_keras.tf_keras._keras import keras
 
 
 @dataclasses.dataclass(frozen=True)

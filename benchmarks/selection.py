@@ -1,8 +1,8 @@
 """How long choosing the weights to prune takes, at ResNet-50 size, against the memory pass it cannot beat.
 
 The kernels of `imp_keras.models.resnet50()` as initialised (54 tensors, 25,502,912 weights) go
-through `imp_keras.selection.select` (the function `IMPCallback` calls at every pruning) with every
-criterion of `imp_keras.selection.CRITERIA`, in two situations:
+through `imp_keras.core.selection.select` (the function `IMPCallback` calls at every pruning) with every
+criterion of `imp_keras.core.selection.CRITERIA`, in two situations:
 
   first: a first cycle, every weight alive, removing 50 % of them;
   later: a later cycle, 80 % already pruned (by global magnitude), removing half of the alive (to 90 %).
@@ -27,8 +27,9 @@ from absl import app, flags
 import numpy as np
 
 from benchmarks import common
-from imp_keras import masking, models
-from imp_keras import selection as selection_lib
+from imp_keras import models
+from imp_keras.tf_keras import masking
+from imp_keras.core import selection as selection_lib
 
 CASES = {"first": (0.0, 0.5), "later": (0.8, 0.9)}  # (sparsity before, sparsity after)
 

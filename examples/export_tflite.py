@@ -15,7 +15,7 @@ import tempfile
 from absl import app, flags, logging
 
 import imp_keras
-from imp_keras.export import FORMATS
+from imp_keras.tf_keras.export import FORMATS
 
 import quickstart  # defines the training flags; examples/ is on sys.path when run as a script
 
@@ -32,7 +32,7 @@ def main(argv):
     model, plan, history, seconds = quickstart.train(x_train, y_train, x_test, y_test)
     quickstart.print_results(model, plan, history, seconds)
     print()
-    report = imp_keras.export(
+    report = imp_keras.tf_keras.export(
         model,
         FLAGS.out_dir,
         FORMATS,

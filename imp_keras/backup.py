@@ -17,7 +17,7 @@ import shutil
 import tensorflow as tf
 
 from imp_keras import distribution
-from imp_keras._keras import keras
+from imp_keras.tf_keras._keras import keras
 
 __all__ = ["BackupError", "KeepPrevious", "RestorePoint", "latest_checkpoint", "restore_point", "saved_epoch"]
 

@@ -44,7 +44,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from imp_keras.plan import _check_int
+from imp_keras.core.checks import check_int
 
 __all__ = [
     "DATASETS",
@@ -628,7 +628,7 @@ class Data:
 
     def steps_per_epoch(self, batch_size: int) -> int:
         """Batches per training epoch: train_examples // batch_size (the remainder is dropped)."""
-        batch_size = _check_int("batch_size", batch_size, 1)
+        batch_size = check_int("batch_size", batch_size, 1)
         if batch_size > self.train_examples:
             raise ValueError(
                 f"`batch_size` must be at most the {self.train_examples} training examples. Received: batch_size={batch_size}"
@@ -648,8 +648,8 @@ class Data:
           epochs: number of epochs.
         """
         steps = self.steps_per_epoch(batch_size)
-        first_epoch = _check_int("first_epoch", first_epoch, 0)
-        epochs = _check_int("epochs", epochs, 1)
+        first_epoch = check_int("first_epoch", first_epoch, 0)
+        epochs = check_int("epochs", epochs, 1)
         spec = _SPECS[self.name]
         seed_key = tf.constant([self._seed, 0], tf.int64)
 
@@ -669,7 +669,7 @@ class Data:
         Args:
           batch_size: examples per batch.
         """
-        batch_size = _check_int("batch_size", batch_size, 1)
+        batch_size = check_int("batch_size", batch_size, 1)
         spec = _SPECS[self.name]
         batches = self._eval_source.in_order().batch(batch_size)
         batches = batches.map(lambda raws, labels: (spec.inputs(raws), labels), _AUTOTUNE, deterministic=True)
@@ -726,9 +726,9 @@ def load(
         raise ValueError(f"`source` must be one of {SOURCES}. Received: source={source!r}")
     if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
         raise ValueError(f"`validation_split` must be in [0, 1). Received: validation_split={validation_split!r}")
-    seed = _check_int("seed", seed, 0)
-    synthetic_examples = _check_int("synthetic_examples", synthetic_examples, 1)
-    max_examples = _check_int("max_examples", max_examples, 0)
+    seed = check_int("seed", seed, 0)
+    synthetic_examples = check_int("synthetic_examples", synthetic_examples, 1)
+    max_examples = check_int("max_examples", max_examples, 0)
     for argument, value in (("augment", augment), ("cache", cache)):
         if not isinstance(value, bool):
             raise ValueError(f"`{argument}` must be a bool. Received: {argument}={value!r}")

@@ -20,14 +20,14 @@ import ml_collections
 import tensorflow as tf
 
 from imp_keras import distribution
-from imp_keras._keras import keras
+from imp_keras.tf_keras._keras import keras
 from imp_keras import data as data_lib
 from imp_keras.data import DATASETS, INPUT_SHAPES, SOURCES, validation_count
-from imp_keras.export import FORMATS
+from imp_keras.tf_keras.export import FORMATS
 from imp_keras.models import MIN_IMAGE_SIDE, MODELS, check_arguments
-from imp_keras.plan import Plan
-from imp_keras.schedules import KINDS, RetrainSchedule
-from imp_keras.selection import CRITERIA
+from imp_keras.core.plan import Plan
+from imp_keras.tf_keras.schedules import KINDS, RetrainSchedule
+from imp_keras.core.selection import CRITERIA
 
 __all__ = [
     "DECAYS",
@@ -118,7 +118,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.mixed_precision = False
     config.xla = False
 
-    # Deployable files at the end of the run (imp_keras.export): every format, full-integer ones
+    # Deployable files at the end of the run (imp_keras.tf_keras.export): every format, full-integer ones
     # calibrated on the first `export_samples` evaluation images; () to skip.
     config.export_formats = FORMATS
     config.export_samples = 256

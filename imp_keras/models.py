@@ -11,8 +11,8 @@ import inspect
 import numbers
 from typing import Any
 
-from imp_keras._keras import keras
-from imp_keras.plan import _check_int
+from imp_keras.tf_keras._keras import keras
+from imp_keras.core.checks import check_int
 
 __all__ = [
     "MIN_IMAGE_SIDE",
@@ -104,7 +104,7 @@ def lenet_300_100(input_shape: tuple[int, ...] = (28, 28), classes: int = 10) ->
       input_shape: shape of one image, e.g. (28, 28) or (28, 28, 1); it is flattened.
       classes: number of logits.
     """
-    classes = _check_int("classes", classes, 1)
+    classes = check_int("classes", classes, 1)
     return keras.Sequential(
         [
             keras.Input(input_shape),
@@ -135,8 +135,8 @@ def conv_net(
         paper, fewer for a narrower network that trains in reach of a CPU.
     """
     depth = _check_conv_depth(depth)
-    classes = _check_int("classes", classes, 1)
-    filters = _check_int("filters", filters, 1)
+    classes = check_int("classes", classes, 1)
+    filters = check_int("filters", filters, 1)
     inputs = keras.Input(input_shape)
     x = inputs
     for block in range(1, depth // 2 + 1):
@@ -175,7 +175,7 @@ def resnet_cifar(depth: int = 20, input_shape: tuple[int, ...] = (32, 32, 3), cl
       classes: number of logits.
     """
     blocks = _blocks_per_stage(depth, 2)
-    classes = _check_int("classes", classes, 1)
+    classes = check_int("classes", classes, 1)
     inputs = keras.Input(input_shape)
     x = _bn_relu(_conv(16, 3, 1, "stem_conv")(inputs), "stem")
     for prefix, filters, strides in _stages(blocks, (16, 32, 64)):
@@ -210,8 +210,8 @@ def wide_resnet(
       dropout: dropout rate between the two convolutions of a block, in [0, 1); 0 for none.
     """
     blocks = _blocks_per_stage(depth, 4)
-    width = _check_int("width", width, 1)
-    classes = _check_int("classes", classes, 1)
+    width = check_int("width", width, 1)
+    classes = check_int("classes", classes, 1)
     dropout = _check_dropout(dropout)
     inputs = keras.Input(input_shape)
     x = _conv(16, 3, 1, "stem_conv")(inputs)
@@ -242,7 +242,7 @@ def vgg16_bn(input_shape: tuple[int, ...] = (32, 32, 3), classes: int = 10) -> k
       input_shape: shape of one image, at least 32x32.
       classes: number of logits.
     """
-    classes = _check_int("classes", classes, 1)
+    classes = check_int("classes", classes, 1)
     _check_image_side(input_shape, "vgg16_bn")
     inputs = keras.Input(input_shape)
     x = inputs
@@ -261,7 +261,7 @@ def resnet50(input_shape: tuple[int, ...] = (224, 224, 3), classes: int = 1000) 
       input_shape: shape of one image, at least 32x32.
       classes: number of logits.
     """
-    classes = _check_int("classes", classes, 1)
+    classes = check_int("classes", classes, 1)
     _check_image_side(input_shape, "resnet50")
     base = keras.applications.ResNet50(weights=None, input_shape=input_shape, classes=classes, classifier_activation=None)
     return keras.Model(base.inputs, _float32_logits()(base.outputs[0]), name="resnet50")
@@ -279,11 +279,11 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
 
 # The checks of each builder's own arguments, for `check_arguments`: (value, argument name) -> None.
 _ARGUMENT_CHECKS: dict[str, dict[str, Callable[[Any, str], object]]] = {
-    "conv_net": {"depth": _check_conv_depth, "filters": lambda value, argument: _check_int(argument, value, 1)},
+    "conv_net": {"depth": _check_conv_depth, "filters": lambda value, argument: check_int(argument, value, 1)},
     "resnet_cifar": {"depth": lambda value, argument: _blocks_per_stage(value, 2, argument)},
     "wide_resnet": {
         "depth": lambda value, argument: _blocks_per_stage(value, 4, argument),
-        "width": lambda value, argument: _check_int(argument, value, 1),
+        "width": lambda value, argument: check_int(argument, value, 1),
         "dropout": _check_dropout,
     },
 }

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from imp_keras import distribution, masking
-from imp_keras._keras import keras
-from imp_keras.report import sparsity_report
+from imp_keras import distribution
+from imp_keras.tf_keras import masking
+from imp_keras.tf_keras._keras import keras
+from imp_keras.tf_keras.report import sparsity_report
 
 __all__ = [
     "CONFIG",

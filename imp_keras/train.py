@@ -8,7 +8,7 @@ Re-running the same command after a crash continues from the last finished epoch
 (BackupAndRestore in `<workdir>/backup`; a damaged latest backup falls back to the one before, see
 `imp_keras.backup`); re-running a finished run does nothing and says so. A NaN or Inf stops the run
 before the faulty epoch is backed up (`imp_keras.NaNGuard`), and every cycle is verified
-(`imp_keras.verify`). From Python: `imp_keras.train.run(config, workdir)`. The workdir's files are
+(`imp_keras.tf_keras.verify`). From Python: `imp_keras.train.run(config, workdir)`. The workdir's files are
 listed in `imp_keras.rundir`.
 """
 
@@ -31,14 +31,15 @@ from tensorflow.python.framework import config as tf_config  # disable_op_determ
 
 from imp_keras import backup
 from imp_keras import data as data_lib
-from imp_keras import distribution, experiment, masking, models, plots, rundir
-from imp_keras._keras import keras, require_tf_keras
-from imp_keras.callback import PHASE_PRETRAIN, IMPCallback, rung_cycle
-from imp_keras.export import export
-from imp_keras.guard import NaNGuard, NonFiniteError
-from imp_keras.report import sparsity_report
-from imp_keras.schedules import RetrainSchedule, learning_rates
-from imp_keras.verify import InvariantError
+from imp_keras import distribution, experiment, models, plots, rundir
+from imp_keras.tf_keras import masking
+from imp_keras.tf_keras._keras import keras, require_tf_keras
+from imp_keras.tf_keras.callback import PHASE_PRETRAIN, IMPCallback, rung_cycle
+from imp_keras.tf_keras.export import export
+from imp_keras.tf_keras.guard import NaNGuard, NonFiniteError
+from imp_keras.tf_keras.report import sparsity_report
+from imp_keras.tf_keras.schedules import RetrainSchedule, learning_rates
+from imp_keras.tf_keras.verify import InvariantError
 
 __all__ = ["run"]
 

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 import imp_keras
 from imp_keras import IMPCallback, NaNGuard, Plan, RetrainSchedule, experiment, keras, models, verify
 from imp_keras.data import DATASETS, INPUT_SHAPES
-from imp_keras.export import FORMATS
-from imp_keras.schedules import KINDS
-from imp_keras.selection import CRITERIA, select
+from imp_keras.tf_keras.export import FORMATS
+from imp_keras.tf_keras.schedules import KINDS
+from imp_keras.core.selection import CRITERIA, select
 
 # ---------------------------------------------------------------------------------------------------
 # Random invalid configs
@@ -286,7 +286,7 @@ BAD_ARGUMENTS = [
     (lambda: RetrainSchedule("0.1", PLAN, 10), TypeError, r"`base` must be a tf_keras `LearningRateSchedule`"),
     (lambda: RetrainSchedule(math.inf, PLAN, 10), ValueError, r"`base` must be a finite number >= 0. Received: base=inf"),
     (lambda: RetrainSchedule(-0.1, PLAN, 10), ValueError, r"`base` must be a finite number >= 0"),
-    (lambda: RetrainSchedule(0.1, PLAN, 0), ValueError, r"`steps_per_epoch` must be a positive integer"),
+    (lambda: RetrainSchedule(0.1, PLAN, 0), ValueError, r"`steps_per_epoch` must be an integer >= 1"),
     (lambda: RetrainSchedule(0.1, PLAN, 10, "xyz"), ValueError, r"`kind` must be one of"),
     (lambda: RetrainSchedule(0.1, Plan(0.9, 2, 1, 3), 10, "lrw"), ValueError, r"kind='lrw' rewinds .* longer than the base schedule"),
     (lambda: RetrainSchedule(0.1, PLAN, 10, max_learning_rate=math.inf), ValueError, r"`max_learning_rate` must be a finite number >= 0"),
@@ -316,13 +316,13 @@ BAD_ARGUMENTS = [
     (lambda: select("global", [np.ones(3)], [np.ones(3)], 4), ValueError, r"`count` must be an integer in \[0, 3\]"),
     (lambda: select("global", [np.ones(3)], [np.ones(3)], 1.5), ValueError, r"`count` must be an integer in \[0, 3\]"),
     (lambda: select("global", [np.array([1.0, np.nan])], [np.ones(2)], 1), ValueError, r"NaN or Inf weights"),
-    (lambda: imp_keras.export(None, "out"), TypeError, r"`model` must be a tf_keras `Model`"),
-    (lambda: imp_keras.export(mlp(), 5), TypeError, r"`out_dir` must be a path. Received: out_dir=5"),
-    (lambda: imp_keras.export(mlp(), "out", formats="keras"), ValueError, r"`formats` must be a non-empty tuple"),
-    (lambda: imp_keras.export(mlp(), "out", formats=("xyz",)), ValueError, r"`formats` contains unknown format 'xyz'"),
-    (lambda: imp_keras.export(mlp(), "out", latency_runs=-1), ValueError, r"`latency_runs` must be an integer >= 0"),
-    (lambda: imp_keras.export(mlp(), "out", representative_data="abc"), ValueError, r"`representative_data` must hold arrays of numbers"),
-    (lambda: imp_keras.export(mlp(), "out", sample_inputs=np.ones((2, 5))), ValueError, r"`sample_inputs` for input .* has shape \(2, 5\)"),
+    (lambda: imp_keras.tf_keras.export(None, "out"), TypeError, r"`model` must be a tf_keras `Model`"),
+    (lambda: imp_keras.tf_keras.export(mlp(), 5), TypeError, r"`out_dir` must be a path. Received: out_dir=5"),
+    (lambda: imp_keras.tf_keras.export(mlp(), "out", formats="keras"), ValueError, r"`formats` must be a non-empty tuple"),
+    (lambda: imp_keras.tf_keras.export(mlp(), "out", formats=("xyz",)), ValueError, r"`formats` contains unknown format 'xyz'"),
+    (lambda: imp_keras.tf_keras.export(mlp(), "out", latency_runs=-1), ValueError, r"`latency_runs` must be an integer >= 0"),
+    (lambda: imp_keras.tf_keras.export(mlp(), "out", representative_data="abc"), ValueError, r"`representative_data` must hold arrays of numbers"),
+    (lambda: imp_keras.tf_keras.export(mlp(), "out", sample_inputs=np.ones((2, 5))), ValueError, r"`sample_inputs` for input .* has shape \(2, 5\)"),
     (lambda: verify(None), TypeError, r"`model` must be a tf_keras `Model`"),
     (lambda: verify(mlp()), ValueError, r"`model` 'sequential' has no imp_keras mask holders"),
     (lambda: models.build("resnet18", (32, 32, 3), 10), ValueError, r"`name` must be one of"),

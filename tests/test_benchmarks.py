@@ -12,7 +12,8 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from benchmarks import accuracy, baselines, overhead, selection
-from imp_keras import keras, masking, models
+from imp_keras import keras, models
+from imp_keras.tf_keras import masking
 
 
 def finite(value) -> bool:

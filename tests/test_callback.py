@@ -15,7 +15,7 @@ import tensorflow as tf
 
 import imp_keras
 from imp_keras import IMPCallback, Plan, RetrainSchedule, keras
-from imp_keras.masking import masked_weights, optimizer_slots
+from imp_keras.tf_keras.masking import masked_weights, optimizer_slots
 
 PLAN = Plan(goal_sparsity=0.9, cycles=2, pretrain_epochs=2, retrain_epochs=2)
 STEPS = 4

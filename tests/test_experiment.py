@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import imp_keras
 from imp_keras import experiment, keras
-from imp_keras.schedules import RetrainSchedule, learning_rates
+from imp_keras.tf_keras.schedules import RetrainSchedule, learning_rates
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
 

@@ -1,4 +1,4 @@
-"""imp_keras.export: every format round-trips, keeps its pruned weights at zero, and the report
+"""imp_keras.tf_keras.export: every format round-trips, keeps its pruned weights at zero, and the report
 matches the files on disk.
 
 Models (kernels of 1024+ weights, so dynamic-range quantization really quantizes them):
@@ -20,10 +20,10 @@ import tensorflow as tf
 
 import imp_keras
 from imp_keras import keras
-from imp_keras.masking import apply_masks, masked_weights
-from imp_keras.selection import select, select_blocks
+from imp_keras.tf_keras.masking import apply_masks, masked_weights
+from imp_keras.core.selection import select, select_blocks
 
-export_module = importlib.import_module("imp_keras.export")
+export_module = importlib.import_module("imp_keras.tf_keras.export")
 FORMATS = export_module.FORMATS
 TFLITE_FORMATS = [f for f in FORMATS if f.startswith("tflite")]
 FLOAT_FORMATS = ["saved_model", "keras", "h5", "tflite_float", "tflite_float_sparse"]
@@ -80,7 +80,7 @@ class Exported:
         self.out_dir = out_dir
         self.x = inputs_for(model)
         self.masks = {e.name: e.mask.numpy() == 0 for e in masked_weights(model)}
-        self.report = imp_keras.export(model, out_dir, FORMATS, representative_data=self.x, latency_runs=5, verbose=0)
+        self.report = imp_keras.tf_keras.export(model, out_dir, FORMATS, representative_data=self.x, latency_runs=5, verbose=0)
         self.plain = imp_keras.strip(model)
         self.expected = self.plain.predict(self.x, verbose=0)
 
@@ -195,7 +195,7 @@ def test_sixteen_row_blocks_run_the_sparse_int8_kernel(tmp_path):
     # (4, 1) blocks the same file densifies them (see test_sparse_tensors_and_densify_ops_counted).
     # fc1 and fc2 end 79 % and 91 % sparse, out/kernel 17 %: stored dense.
     model = pruned(mlp(), 0.8, block_size=(16, 1))
-    report = imp_keras.export(model, tmp_path, ("tflite_int8_dynamic_sparse",), latency_runs=0, verbose=0)
+    report = imp_keras.tf_keras.export(model, tmp_path, ("tflite_int8_dynamic_sparse",), latency_runs=0, verbose=0)
     file = report["tflite_int8_dynamic_sparse"]
     assert (file.sparse_tensors, file.densify_ops, file.sparsity_at_runtime) == (2, 0, "sparse kernel")
     assert file.pruned_zero == file.pruned_weights == 4480 and file.passed
@@ -303,7 +303,7 @@ def test_forced_xnnpack_failure_is_reported_and_the_file_still_verified(tmp_path
 
     monkeypatch.setattr(tf.lite, "Interpreter", XNNPACKFails)
     model = pruned(mlp(), 0.8)
-    report = imp_keras.export(model, tmp_path, ("tflite_float",), latency_runs=2, verbose=0)
+    report = imp_keras.tf_keras.export(model, tmp_path, ("tflite_float",), latency_runs=2, verbose=0)
     file = report["tflite_float"]
     assert file.runtime == "builtin (XNNPACK failed)"
     assert file.xnnpack_error == "TfLiteXNNPackDelegate failed to prepare (test)"
@@ -312,7 +312,7 @@ def test_forced_xnnpack_failure_is_reported_and_the_file_still_verified(tmp_path
 
 def test_reference_is_converted_in_memory_when_not_asked_for(tmp_path, capsys):
     model = pruned(mlp(), 0.8)
-    report = imp_keras.export(model, tmp_path, ("tflite_float_sparse",), latency_runs=2)
+    report = imp_keras.tf_keras.export(model, tmp_path, ("tflite_float_sparse",), latency_runs=2)
     assert sorted(os.listdir(tmp_path)) == ["export_report.json", "model_float_sparse.tflite"]
     assert report.reference.format == "tflite_float" and report.reference.path is None
     assert report.reference.ratio == 1.0 and report.reference.pruned_zero == 4480
@@ -328,7 +328,7 @@ def test_two_inputs_and_two_outputs_are_matched_by_name(tmp_path):
     two = keras.Model([a, b], [keras.layers.Dense(10, name="cls")(hidden), keras.layers.Dense(1, name="reg")(hidden)])
     rng = np.random.default_rng(0)
     data = [rng.random((64, 32), dtype=np.float32), rng.random((64, 16), dtype=np.float32)]
-    report = imp_keras.export(pruned(two, 0.6), tmp_path, ("keras", "tflite_float", "tflite_int8_full"),
+    report = imp_keras.tf_keras.export(pruned(two, 0.6), tmp_path, ("keras", "tflite_float", "tflite_int8_full"),
                               representative_data=data, latency_runs=0, verbose=0)
     assert report.passed and report.pruned_weights == round(0.6 * (48 * 64 + 64 * 10 + 64))
     assert report["tflite_float"].max_abs_diff <= 1e-5 and report["tflite_float"].top1_agreement == 1.0
@@ -339,7 +339,7 @@ def test_plain_model_counts_exact_zeros_as_pruned(tmp_path):
     plain = mlp()
     kernel = plain.get_layer("fc1").kernel
     kernel.assign(np.where(np.arange(kernel.shape[1]) % 2 == 0, 0.0, kernel.numpy()))  # 32 * 32 zeros
-    report = imp_keras.export(plain, tmp_path, ("keras", "tflite_float"), latency_runs=0, verbose=0)
+    report = imp_keras.tf_keras.export(plain, tmp_path, ("keras", "tflite_float"), latency_runs=0, verbose=0)
     assert (report.prunable_weights, report.pruned_weights) == (5600, 1024)
     assert report["keras"].pruned_zero == report["tflite_float"].pruned_zero == 1024
     assert report["tflite_float"].latency_us is None and report.passed
@@ -348,7 +348,7 @@ def test_plain_model_counts_exact_zeros_as_pruned(tmp_path):
 def test_a_failed_check_is_reported_and_warned(tmp_path, monkeypatch):
     monkeypatch.setattr(export_module, "FLOAT_TOLERANCE", -1.0)
     with pytest.warns(UserWarning, match=r"failed their check: \['keras'\]"):
-        report = imp_keras.export(pruned(mlp(), 0.8), tmp_path, ("keras",), latency_runs=0, verbose=0)
+        report = imp_keras.tf_keras.export(pruned(mlp(), 0.8), tmp_path, ("keras",), latency_runs=0, verbose=0)
     assert not report.passed
     assert report["keras"].problems == ("outputs differ from the Keras model's by up to 0, over -1.0 * (1 + |output|)",)
 
@@ -358,7 +358,7 @@ def test_a_failed_check_is_reported_and_warned(tmp_path, monkeypatch):
 
 def test_crash_while_saving_leaves_no_file_under_a_final_name(tmp_path, monkeypatch):
     model = pruned(mlp(), 0.8)
-    imp_keras.export(model, tmp_path, ("keras",), latency_runs=0, verbose=0)
+    imp_keras.tf_keras.export(model, tmp_path, ("keras",), latency_runs=0, verbose=0)
     before = open(tmp_path / "model.keras", "rb").read()
 
     def crash(self, path, *args, **kwargs):
@@ -368,16 +368,16 @@ def test_crash_while_saving_leaves_no_file_under_a_final_name(tmp_path, monkeypa
 
     monkeypatch.setattr(keras.Model, "save", crash)
     with pytest.raises(OSError, match="disk full"):
-        imp_keras.export(model, tmp_path, ("keras", "h5"), latency_runs=0, verbose=0)
+        imp_keras.tf_keras.export(model, tmp_path, ("keras", "h5"), latency_runs=0, verbose=0)
     assert sorted(os.listdir(tmp_path)) == ["export_report.json", "model.keras"]
     assert open(tmp_path / "model.keras", "rb").read() == before
 
 
 def test_export_again_replaces_the_saved_model_directory(tmp_path):
     model = pruned(mlp(), 0.8)
-    imp_keras.export(model, tmp_path, ("saved_model",), latency_runs=0, verbose=0)
+    imp_keras.tf_keras.export(model, tmp_path, ("saved_model",), latency_runs=0, verbose=0)
     (tmp_path / "saved_model" / "left_over").write_text("from an earlier export")
-    report = imp_keras.export(model, tmp_path, ("saved_model",), latency_runs=0, verbose=0)
+    report = imp_keras.tf_keras.export(model, tmp_path, ("saved_model",), latency_runs=0, verbose=0)
     assert "left_over" not in os.listdir(tmp_path / "saved_model")
     assert sorted(os.listdir(tmp_path)) == ["export_report.json", "saved_model"]
     assert report.passed
@@ -441,7 +441,7 @@ def test_callback_refuses_unknown_export_options():
 )
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        imp_keras.export(pruned(mlp(), 0.5), tmp_path, **{"latency_runs": 0, "verbose": 0, **kwargs})
+        imp_keras.tf_keras.export(pruned(mlp(), 0.5), tmp_path, **{"latency_runs": 0, "verbose": 0, **kwargs})
     assert os.listdir(tmp_path) == []
 
 
@@ -450,14 +450,14 @@ def test_refuses_keras3_and_tfmot_wrapped_models(tmp_path):
     import tensorflow_model_optimization as tfmot
 
     with pytest.raises(TypeError, match="`model` is a Keras 3 object"):
-        imp_keras.export(keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)]), tmp_path)
+        imp_keras.tf_keras.export(keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)]), tmp_path)
     wrapped = tfmot.sparsity.keras.prune_low_magnitude(mlp())
     with pytest.raises(ValueError, match=r"wrapped by tfmot's prune_low_magnitude; strip them first"):
-        imp_keras.export(wrapped, tmp_path)
+        imp_keras.tf_keras.export(wrapped, tmp_path)
 
 
 def test_refuses_random_inputs_for_integer_inputs(tmp_path):
     inputs = keras.Input((4,), dtype="int32")
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Embedding(10, 3)(inputs)))
     with pytest.raises(ValueError, match=r"cannot be filled with random numbers; pass `sample_inputs`"):
-        imp_keras.export(model, tmp_path, ("keras",))
+        imp_keras.tf_keras.export(model, tmp_path, ("keras",))

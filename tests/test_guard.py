@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from imp_keras import IMPCallback, NaNGuard, NonFiniteError, keras
 from imp_keras.backup import saved_epoch
-from imp_keras.masking import masked_weights, optimizer_slots
+from imp_keras.tf_keras.masking import masked_weights, optimizer_slots
 
 from test_callback import PLAN, build, dataset, fit
 

@@ -9,7 +9,7 @@ import tensorflow_model_optimization as tfmot
 
 import imp_keras
 from imp_keras import MaskHolder, keras
-from imp_keras.masking import apply_masks, masked_weights, optimizer_slots, prunable, reset_optimizer, strip
+from imp_keras.tf_keras.masking import apply_masks, masked_weights, optimizer_slots, prunable, reset_optimizer, strip
 
 
 def small_cnn(**dense_kwargs):

@@ -7,7 +7,7 @@ import tensorflow as tf
 import imp_keras
 import imp_keras.models
 from imp_keras import keras
-from imp_keras.masking import masked_weights
+from imp_keras.tf_keras.masking import masked_weights
 from imp_keras.models import MODELS, build, conv_net, lenet_300_100, resnet50, resnet_cifar, vgg16_bn, wide_resnet
 
 # count_params() includes BatchNorm's moving statistics; the published figures count trainable

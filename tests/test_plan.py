@@ -1,4 +1,4 @@
-"""Tests for imp_keras.plan.Plan: epochs, per-cycle counts, validation and config round-trip.
+"""Tests for imp_keras.core.plan.Plan: epochs, per-cycle counts, validation and config round-trip.
 
 Expected numbers are literal and derived by hand (see the comments); p denotes `Plan.fraction`.
 """
@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from imp_keras import plan as plan_module
-from imp_keras.plan import Plan
+from imp_keras.core import plan as plan_module
+from imp_keras.core.plan import Plan
 
 
 def make(goal=0.5, cycles=3, pretrain=2, retrain=2, exact_goal=False):

@@ -22,7 +22,7 @@ import pytest
 import imp_keras
 from imp_keras import InvariantError, NonFiniteError, keras, models, rundir, train
 from imp_keras.backup import BackupError, saved_epoch
-from imp_keras.masking import masked_weights
+from imp_keras.tf_keras.masking import masked_weights
 
 from conftest import SHARED_DATA
 

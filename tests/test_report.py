@@ -2,7 +2,7 @@ import numpy as np
 
 import imp_keras
 from imp_keras import keras
-from imp_keras.masking import apply_masks, masked_weights
+from imp_keras.tf_keras.masking import apply_masks, masked_weights
 
 
 def test_report_counts_masks_per_tensor_and_globally():

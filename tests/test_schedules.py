@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import imp_keras
+import imp_keras.tf_keras
 from imp_keras import Plan, RetrainSchedule, keras
 
 PLAN = Plan(goal_sparsity=0.9, cycles=2, pretrain_epochs=10, retrain_epochs=2)
@@ -154,7 +155,7 @@ def test_config_is_flat_apart_from_base():
     "kwargs, message",
     [
         (dict(kind="sgdr"), "`kind` must be one of"),
-        (dict(steps_per_epoch=0), "`steps_per_epoch` must be a positive integer. Received: steps_per_epoch=0"),
+        (dict(steps_per_epoch=0), "`steps_per_epoch` must be an integer >= 1. Received: steps_per_epoch=0"),
         (dict(base=None), "`base` is required"),
         (dict(kind="slr", initial_learning_rate=0.1), "apply to kinds"),
         (dict(kind="linear"), "needs a finite `initial_learning_rate` > 0"),
@@ -175,12 +176,12 @@ def test_plan_must_be_a_plan():
         RetrainSchedule(step_base(), {"goal_sparsity": 0.9}, 10)
 
 
-def test_keras3_base_schedule_refused():
+def test_keras3_base_schedule_refused_by_the_tf_keras_schedule():
     import keras as keras3
 
     base = keras3.optimizers.schedules.ExponentialDecay(0.1, 100, 0.9)
     with pytest.raises(TypeError, match="Keras 3 object.*import tf_keras as keras"):
-        RetrainSchedule(base, PLAN, 10, "slr")
+        imp_keras.tf_keras.RetrainSchedule(base, PLAN, 10, "slr")
 
 
 @pytest.mark.parametrize(
@@ -188,8 +189,8 @@ def test_keras3_base_schedule_refused():
     [
         (dict(max_learning_rate="x"), "`max_learning_rate` must be a finite number >= 0. Received: max_learning_rate='x'"),
         (dict(min_learning_rate=0.5, max_learning_rate=0.1), "`min_learning_rate` must not exceed `max_learning_rate`"),
-        (dict(base_epochs=0), "`base_epochs` must be a positive integer. Received: base_epochs=0"),
-        (dict(base_epochs=False), "`base_epochs` must be a positive integer. Received: base_epochs=False"),
+        (dict(base_epochs=0), "`base_epochs` must be an integer >= 1. Received: base_epochs=0"),
+        (dict(base_epochs=False), "`base_epochs` must be an integer >= 1. Received: base_epochs=False"),
         (dict(name="my schedule"), "`name` must be a Python identifier"),
         (dict(base_warmup_steps=-1), "`base_warmup_steps` must be an integer >= 0. Received: base_warmup_steps=-1"),
     ],

@@ -1,4 +1,4 @@
-"""Tests for imp_keras.selection: exact masks on small hand-made arrays.
+"""Tests for imp_keras.core.selection: exact masks on small hand-made arrays.
 
 Every expected mask / count below is written out literally and was derived by hand; the derivation
 is given in a comment where it is not obvious. Masks are compared as nested lists of 0/1.
@@ -9,8 +9,8 @@ import doctest
 import numpy as np
 import pytest
 
-from imp_keras import selection
-from imp_keras.selection import (
+from imp_keras.core import selection
+from imp_keras.core.selection import (
     CRITERIA,
     _allocate,
     _lamp_scores,

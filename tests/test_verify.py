@@ -1,4 +1,4 @@
-"""imp_keras.verify on deliberately broken models, IMPCallback failing loudly at the end of a cycle,
+"""imp_keras.tf_keras.verify on deliberately broken models, IMPCallback failing loudly at the end of a cycle,
 and a goal the selection cannot reach refused before training.
 
 The model is test_callback's MLP (144 prunable weights, plan 90 % in 2 cycles: 46 alive after
@@ -11,7 +11,7 @@ import pytest
 
 import imp_keras
 from imp_keras import IMPCallback, InvariantError, Plan, keras, verify
-from imp_keras.masking import masked_weights, optimizer_slots
+from imp_keras.tf_keras.masking import masked_weights, optimizer_slots
 
 from test_callback import PLAN, build, fit
 

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 import imp_keras  # noqa: E402
 from imp_keras import keras  # noqa: E402
-from imp_keras.masking import masked_weights, optimizer_slots  # noqa: E402
+from imp_keras.tf_keras.masking import masked_weights, optimizer_slots  # noqa: E402
 
 PLAN = imp_keras.Plan(goal_sparsity=0.9, cycles=2, pretrain_epochs=2, retrain_epochs=2)
 

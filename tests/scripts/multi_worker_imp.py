@@ -18,7 +18,7 @@ import tensorflow as tf  # noqa: E402
 
 import imp_keras  # noqa: E402
 from imp_keras import keras  # noqa: E402
-from imp_keras.masking import masked_weights  # noqa: E402
+from imp_keras.tf_keras.masking import masked_weights  # noqa: E402
 
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 plan = imp_keras.Plan(goal_sparsity=0.5, cycles=2, pretrain_epochs=1, retrain_epochs=1)

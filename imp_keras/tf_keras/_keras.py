@@ -5,16 +5,17 @@ Every other module imports `keras` from here. Objects built with Keras 3 (`impor
 refused here with a message that says how to build them instead, never with tfmot's own error.
 """
 
+import os
 from typing import Any
 
-import tf_keras as keras
+# What tfmot sets when imported, set here first so that it holds whichever is imported first.
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+import tf_keras as keras  # noqa: E402
+
+from imp_keras._flavour import flavour_of  # noqa: E402
 
 __all__ = ["keras", "require_tf_keras"]
-
-
-def _is_keras3(obj: Any) -> bool:
-    cls = obj if isinstance(obj, type) else type(obj)
-    return any(c.__module__ == "keras" or c.__module__.startswith("keras.") for c in cls.__mro__)
 
 
 def require_tf_keras(obj: Any, argument: str, expected: type | tuple[type, ...]) -> None:
@@ -32,7 +33,7 @@ def require_tf_keras(obj: Any, argument: str, expected: type | tuple[type, ...])
         return
     kinds = expected if isinstance(expected, tuple) else (expected,)
     wanted = " or ".join(f"tf_keras `{k.__name__}`" for k in kinds)
-    if _is_keras3(obj):
+    if flavour_of(obj) == "keras3":
         cls = type(obj)
         raise TypeError(
             f"`{argument}` is a Keras 3 object ({cls.__module__}.{cls.__qualname__}), but imp_keras, "

@@ -4,25 +4,12 @@ import math
 
 import numpy as np
 
-from imp_keras import masking
-from imp_keras._keras import keras
-from imp_keras.plan import Plan
+from imp_keras.tf_keras import masking
+from imp_keras.tf_keras._keras import keras
+from imp_keras.core.faults import NonFiniteError, describe_epoch
+from imp_keras.core.plan import Plan
 
 __all__ = ["NaNGuard", "NonFiniteError", "describe_epoch"]
-
-
-class NonFiniteError(FloatingPointError):
-    """A loss, weight or optimizer state became NaN or Inf; the message names the epoch and the IMP cycle."""
-
-
-def describe_epoch(plan: Plan | None, epoch: int) -> str:
-    """`epoch` and where it is in `plan`: "epoch 7 (IMP cycle 2 of 3, retraining at 78.46 % sparsity)"."""
-    if plan is None:
-        return f"epoch {epoch}"
-    cycle = plan.cycle_at(epoch)
-    if cycle == 0:
-        return f"epoch {epoch} (dense pretraining, before IMP cycle 1 of {plan.cycles})"
-    return f"epoch {epoch} (IMP cycle {cycle} of {plan.cycles}, retraining at {plan.sparsity_after(cycle):.2%} sparsity)"
 
 
 class NaNGuard(keras.callbacks.Callback):

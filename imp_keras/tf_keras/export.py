@@ -34,8 +34,8 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
-from imp_keras import masking
-from imp_keras._keras import keras, require_tf_keras
+from imp_keras.tf_keras import masking
+from imp_keras.tf_keras._keras import keras, require_tf_keras
 
 __all__ = [
     "DEFAULT_FORMATS",
@@ -821,7 +821,7 @@ def export(
 
     Example:
     ```python
-    report = imp_keras.export(model, "deploy", formats=("keras", "tflite_float_sparse", "tflite_int8_full"),
+    report = imp_keras.tf_keras.export(model, "deploy", formats=("keras", "tflite_float_sparse", "tflite_int8_full"),
                               representative_data=x_train[:500], sample_inputs=x_test[:1000])
     assert report.passed
     report["tflite_float_sparse"].latency_us

@@ -41,6 +41,7 @@ __all__ = [
     "select_blocks",
     "uniform",
     "uniform_plus",
+    "within_blocks",
 ]
 
 _LAST_LAYER_MIN_DENSITY = 0.2  # uniform_plus, as Gale et al. (2019)
@@ -323,6 +324,12 @@ def select(
     if removed != count:
         raise ValueError(f"Criterion {selection!r} removed {removed} alive weights instead of count={count}.")
     return new
+
+
+def within_blocks(sizes: Sequence[tuple[int, int] | None]) -> int:
+    """How far whole-block pruning may land from the plan's alive count: half the largest block
+    (a whole-block prefix lands within half its largest step of any target); 0 without blocks."""
+    return max((math.prod(size) // 2 for size in sizes if size), default=0)
 
 
 def check_block_size(block_size: object, argument: str = "block_size") -> tuple[int, int]:

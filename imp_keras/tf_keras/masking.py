@@ -20,7 +20,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_sch
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 import tensorflow_model_optimization as tfmot
 
-from imp_keras._keras import keras, require_tf_keras
+from imp_keras.tf_keras._keras import keras, require_tf_keras
 
 __all__ = [
     "MaskHolder",
@@ -37,7 +37,6 @@ __all__ = [
     "prunable",
     "reset_optimizer",
     "strip",
-    "within_blocks",
 ]
 
 _DEPTHWISE = (keras.layers.DepthwiseConv2D, keras.layers.DepthwiseConv1D)
@@ -301,12 +300,6 @@ def block_sizes(entries: Sequence[MaskedWeight], block_size: tuple[int, int] | N
     """The blocks each tensor loses weights in with `IMPCallback(block_size=...)`: Dense kernels in
     `block_size` blocks, every other tensor weight by weight (None)."""
     return [block_size if block_size and isinstance(e.layer, keras.layers.Dense) else None for e in entries]
-
-
-def within_blocks(sizes: Sequence[tuple[int, int] | None]) -> int:
-    """How far whole-block pruning may land from the plan's alive count: half the largest block
-    (a whole-block prefix lands within half its largest step of any target); 0 without blocks."""
-    return max((math.prod(size) // 2 for size in sizes if size), default=0)
 
 
 def _inner(optimizer):

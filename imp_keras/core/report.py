@@ -3,12 +3,7 @@
 import dataclasses
 from typing import Any
 
-import numpy as np
-
-from imp_keras._keras import keras, require_tf_keras
-from imp_keras.masking import MaskHolder, layers_of, masked_weights, plain_kernels
-
-__all__ = ["LayerSparsity", "SparsityReport", "sparsity_report"]
+__all__ = ["LayerSparsity", "SparsityReport"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,32 +56,3 @@ class SparsityReport:
                 lines.append("-" * len(lines[0]))
             lines.append(f"{name:<{width}}  {shape:>{shape_width}}  {total:>10d}  {alive:>10d}  {sparsity:>8.2%}")
         return "\n".join(lines)
-
-
-def _plain_tensors(model: keras.Model) -> list[LayerSparsity]:
-    found = []
-    for name, variable in plain_kernels(model):
-        value = np.asarray(variable.numpy())
-        found.append(LayerSparsity(name, value.shape, value.size, value.size - int(np.count_nonzero(value))))
-    return found
-
-
-def sparsity_report(model: keras.Model) -> SparsityReport:
-    """Sparsity of every prunable tensor of `model` and overall.
-
-    For a model from `imp_keras.prunable`, pruned means masked out; for a plain (stripped) model,
-    exact zeros in its Dense, Conv and depthwise kernels.
-
-    Example:
-    >>> print(imp_keras.sparsity_report(model))  # doctest: +SKIP
-    tensor            shape   weights       alive  sparsity
-    ...
-    """
-    require_tf_keras(model, "model", keras.Model)
-    if any(isinstance(layer, MaskHolder) for layer in layers_of(model)):
-        layers = []
-        for entry in masked_weights(model):
-            mask = entry.mask.numpy()
-            layers.append(LayerSparsity(entry.name, tuple(mask.shape), mask.size, mask.size - int(np.count_nonzero(mask))))
-        return SparsityReport(tuple(layers))
-    return SparsityReport(tuple(_plain_tensors(model)))

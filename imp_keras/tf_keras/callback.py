@@ -1,39 +1,35 @@
 """When to prune during `model.fit`: the Keras callback that runs an IMP plan."""
 
 import inspect
-import math
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from imp_keras import distribution, masking
-from imp_keras._keras import keras, require_tf_keras
-from imp_keras.export import ExportReport, export
-from imp_keras.guard import NonFiniteError, describe_epoch
-from imp_keras.plan import Plan
-from imp_keras.schedules import RetrainSchedule
-from imp_keras.selection import CRITERIA, Criterion, check_block_size, get_criterion, max_removable, select, select_blocks
-from imp_keras.verify import InvariantError, broken, verify
+from imp_keras import distribution
+from imp_keras.core.plan import Plan
+from imp_keras.core.pruning import PHASE_PRETRAIN, PHASE_RETRAIN, PruningRun, check_selection_with_blocks
+from imp_keras.core.rules import InvariantError, broken
+from imp_keras.core.selection import Criterion, check_block_size, get_criterion
+from imp_keras.tf_keras import masking
+from imp_keras.tf_keras._keras import keras, require_tf_keras
+from imp_keras.tf_keras.export import ExportReport, export
+from imp_keras.tf_keras.schedules import RetrainSchedule
+from imp_keras.tf_keras.verify import verify
 
 __all__ = ["IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN", "rung_cycle", "rung_name"]
-
-PHASE_PRETRAIN = 0
-PHASE_RETRAIN = 1
-
 
 def _check_export_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     if options is None:
         return {}
     if not isinstance(options, Mapping):
-        raise ValueError(f"`export_options` must be a dict of `imp_keras.export` arguments. Received: export_options={options!r}")
+        raise ValueError(f"`export_options` must be a dict of `imp_keras.tf_keras.export` arguments. Received: export_options={options!r}")
     keywords = [name for name, p in inspect.signature(export).parameters.items() if name not in ("model", "out_dir")]
     unknown = sorted(set(options) - set(keywords))
     if unknown:
-        raise ValueError(f"`export_options` has unknown arguments {unknown}; `imp_keras.export` takes {keywords}.")
+        raise ValueError(f"`export_options` has unknown arguments {unknown}; `imp_keras.tf_keras.export` takes {keywords}.")
     return dict(options)
 
 
@@ -55,12 +51,12 @@ class IMPCallback(keras.callbacks.Callback):
     weights with `selection`, zeroes them and their optimizer state, and (for ALLR) measures the
     cycle's peak learning rate. Every decision is a function of the epoch, so a run resumed by
     `keras.callbacks.BackupAndRestore` repeats it exactly; the masks are checked against the plan
-    at the start of every epoch, and at the end of every cycle `imp_keras.verify` checks every
+    at the start of every epoch, and at the end of every cycle `imp_keras.tf_keras.verify` checks every
     invariant (binary, monotone masks; pruned weights and their optimizer state exactly 0.0; the
     plan's alive count) and raises `imp_keras.InvariantError` if one is broken. A goal that the
     selection cannot reach (`uniform_plus` keeps some weights) is refused before training.
 
-    With `block_size`, Dense kernels lose whole blocks (see `imp_keras.selection.select_blocks`), so
+    With `block_size`, Dense kernels lose whole blocks (see `imp_keras.core.selection.select_blocks`), so
     a runtime with block-sparse kernels can skip them: (4, 1) blocks of a Keras [in, out] kernel are
     the 1x4 blocks of TFLite's sparse fully-connected kernel. Whole blocks cannot always add up to
     the plan's count, so each cycle removes the blocks (and the single weights of other kernels) that
@@ -83,9 +79,9 @@ class IMPCallback(keras.callbacks.Callback):
       ladder_dir: if given, the stripped model is saved there at the end of every cycle as
         `cycleNN_sparsityXX.XX.keras`: one run gives a model per sparsity.
       export_dir: if given, when `fit` ends after the plan's last epoch the model is exported there
-        with `imp_keras.export`: verified SavedModel, .keras, H5 and TFLite files and
+        with `imp_keras.tf_keras.export`: verified SavedModel, .keras, H5 and TFLite files and
         `export_report.json`; the report is kept as `callback.export_report`.
-      export_options: keyword arguments for `imp_keras.export` (`formats`, `representative_data`,
+      export_options: keyword arguments for `imp_keras.tf_keras.export` (`formats`, `representative_data`,
         `sample_inputs`, `latency_runs`, `verbose`).
       verbose: 1 prints a line at every pruning, 0 is silent.
 
@@ -124,11 +120,7 @@ class IMPCallback(keras.callbacks.Callback):
             raise ValueError(f"`reset_optimizer` must be a bool. Received: reset_optimizer={reset_optimizer!r}")
         if block_size is not None:
             block_size = check_block_size(block_size)
-            if selection != "global" and selection is not CRITERIA["global"]:
-                raise ValueError(
-                    "`block_size` ranks blocks by magnitude over one global threshold, so it needs "
-                    f"selection='global'. Received: selection={selection!r}, block_size={block_size!r}"
-                )
+            check_selection_with_blocks(selection, block_size)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
         for argument, value in (("ladder_dir", ladder_dir), ("export_dir", export_dir)):
@@ -138,7 +130,7 @@ class IMPCallback(keras.callbacks.Callback):
         self._given_schedule = schedule
         self.schedule = schedule
         self.selection = selection
-        self._criterion = get_criterion(selection)
+        get_criterion(selection)  # refuses an unknown name now, not at fit
         self.reset_optimizer = reset_optimizer
         self.block_size = block_size
         self.ladder_dir = None if ladder_dir is None else os.fspath(ladder_dir)
@@ -148,11 +140,7 @@ class IMPCallback(keras.callbacks.Callback):
         self._finished_plan = False
         self.verbose = verbose
         self._entries: list[masking.MaskedWeight] = []
-        self._block_sizes: list[tuple[int, int] | None] = []
-        self._tolerance = 0
-        self._n_total = 0
-        self._alive = 0
-        self._verified_masks: tuple[np.ndarray, ...] | None = None
+        self._run: PruningRun | None = None
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -164,8 +152,6 @@ class IMPCallback(keras.callbacks.Callback):
                 f"Model {self.model.name!r} has no imp_keras mask holders: wrap it with "
                 "`imp_keras.prunable(model)` before compiling it."
             )
-        self._block_sizes = masking.block_sizes(self._entries, self.block_size)
-        self._tolerance = masking.within_blocks(self._block_sizes)
         optimizer = self.model.optimizer
         require_tf_keras(optimizer, "model.optimizer", (keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer))
         used = masking.learning_rate_setting(self.model.optimizer)
@@ -179,136 +165,53 @@ class IMPCallback(keras.callbacks.Callback):
                 "The model's optimizer does not use `schedule` as its learning rate; compile with "
                 "e.g. `keras.optimizers.SGD(learning_rate=schedule, ...)`, or pass schedule=None."
             )
-        epochs = self.params.get("epochs")
-        if epochs is not None and epochs > self.plan.total_epochs:
-            raise ValueError(f"`epochs`={epochs} passed to fit exceeds plan.total_epochs={self.plan.total_epochs}.")
-        steps = self.params.get("steps")
-        if self.schedule is not None and steps and steps != self.schedule.steps_per_epoch:
-            raise ValueError(
-                f"fit runs {steps} steps per epoch but the schedule was built with "
-                f"steps_per_epoch={self.schedule.steps_per_epoch}; they must match."
-            )
-
-    def _resumed_mid_epoch(self, epoch: int) -> bool:
-        """True when BackupAndRestore restored a mid-epoch checkpoint (save_freq in batches); raises
-        when the optimizer's step does not belong to `epoch` at all."""
-        if self.schedule is None:
-            return False
-        steps = int(self.model.optimizer.iterations.numpy())
-        first = epoch * self.schedule.steps_per_epoch
-        if not first <= steps < first + self.schedule.steps_per_epoch:
-            raise ValueError(
-                f"At the start of epoch {epoch} the optimizer has taken {steps} steps, but the schedule expects "
-                f"epoch * steps_per_epoch = {first}. Make `steps_per_epoch` match the batches fit runs per "
-                "epoch, and continue an interrupted run with `initial_epoch` (or BackupAndRestore)."
-            )
-        return steps > first
-
-    def _check_alive(self, epoch: int, cycles_done: int, alive: int) -> None:
-        expected = self.plan.alive_after(cycles_done, self._n_total)
-        if abs(alive - expected) > self._tolerance:
-            within = f" (within {self._tolerance}, half a block)" if self._tolerance else ""
-            raise ValueError(
-                f"At the start of epoch {epoch}, {alive} of {self._n_total} prunable weights are alive, but after "
-                f"{cycles_done} cycle(s) the plan has {expected}{within}. These masks do not come from this plan "
-                "(a model restored from another run, or pruned elsewhere?)."
-            )
-
-    def _check_goal_reachable(self) -> None:
-        removable = max_removable(self._criterion, [tuple(e.mask.shape) for e in self._entries])
-        needed = self._n_total - self.plan.alive_after(self.plan.cycles, self._n_total)
-        if removable is not None and needed > removable:
-            raise ValueError(
-                f"goal_sparsity={self.plan.goal_sparsity} needs {needed:,} of the {self._n_total:,} prunable weights "
-                f"removed, but selection={self.selection!r} can remove at most {removable:,} "
-                f"({removable / self._n_total:.2%} sparsity): it keeps the first convolution kernel dense and at "
-                "least 20 % of the last tensor. Lower `goal_sparsity`, or choose another selection."
-            )
 
     # -- Keras hooks ----------------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
         self._check_model()
-        self._n_total = sum(int(np.prod(e.mask.shape)) for e in self._entries)
-        self._alive = self._n_total
-        self._check_goal_reachable()
-        self._verified_masks = None
+        self._run = PruningRun(
+            self.plan,
+            self.selection,
+            [e.name for e in self._entries],
+            [tuple(e.mask.shape) for e in self._entries],
+            masking.block_sizes(self._entries, self.block_size),
+            None if self.schedule is None else self.schedule.steps_per_epoch,
+        )
+        self._run.check_fit(self.params.get("epochs"), self.params.get("steps"))
         with self.model.distribute_strategy.scope():
             masking.build_optimizer(self.model.optimizer, self.model.trainable_weights)
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch >= self.plan.total_epochs:
-            raise ValueError(f"Epoch {epoch} is past the plan's last epoch ({self.plan.total_epochs - 1}).")
-        resumed_mid_epoch = self._resumed_mid_epoch(epoch)
+        steps = None if self.schedule is None else int(self.model.optimizer.iterations.numpy())
         masks = [e.mask.numpy() != 0 for e in self._entries]
-        alive = sum(int(np.count_nonzero(m)) for m in masks)
-        cycle = self.plan.cycle_at(epoch)
-        # A cycle prunes before its first step, so a run restored in the middle of that epoch has
-        # already pruned (and restored the pruned masks).
-        pruning = cycle > 0 and epoch == self.plan.cycle_start_epochs[cycle - 1] and not resumed_mid_epoch
-        self._check_alive(epoch, cycle - 1 if pruning else cycle, alive)
-        self._alive = alive
-        if self._verified_masks is None:  # what this fit started from: later masks must stay within it
-            self._verified_masks = tuple(masks)
-        if pruning:
+        cycle = self._run.epoch_begin(epoch, masks, steps)
+        if cycle:
             self._prune(epoch, cycle, masks)
 
     def _prune(self, epoch: int, cycle: int, masks: list[np.ndarray]) -> None:
-        weights = [e.weight.numpy() for e in self._entries]
-        faulty = [e.name for e, w in zip(self._entries, weights) if not np.isfinite(w).all()]
-        if faulty:
-            raise NonFiniteError(
-                f"Cannot prune at {describe_epoch(self.plan, epoch)}: {', '.join(faulty)} hold NaN or Inf weights. "
-                "Add imp_keras.NaNGuard to fit's callbacks to stop at the batch where they appear."
-            )
-        if any(self._block_sizes):
-            # Aim at the plan's alive count, not its removal count, so block rounding never accumulates.
-            count = max(0, self._alive - self.plan.alive_after(cycle, self._n_total))
-            new_masks = select_blocks(weights, masks, count, self._block_sizes)
-            count = self._alive - sum(int(np.count_nonzero(m)) for m in new_masks)
-        else:
-            count = self.plan.removal_count(cycle, self._n_total)
-            new_masks = select(self._criterion, weights, masks, count)
-        for entry, old, new in zip(self._entries, masks, new_masks):
-            if old.any() and not new.any():
-                warnings.warn(
-                    f"IMP cycle {cycle}: {self.selection!r} selection removed every remaining weight of "
-                    f"{entry.name}; the layer no longer passes any signal.",
-                    stacklevel=2,
-                )
-        message = ""
-        if self.schedule is not None and self.schedule.kind == "allr":
-            removed = sum(float(np.sum(np.square(w[old & ~new], dtype=np.float64))) for w, old, new in zip(weights, masks, new_masks))
-            norm = sum(float(np.sum(np.square(v.numpy(), dtype=np.float64))) for v in self.model.trainable_weights)
-            d = math.sqrt(removed / norm) if norm > 0 else 0.0
-            peak = self.schedule.record_allr(cycle, d)
-            message = f", ALLR d={d:.4f} eta*={peak:.5g}"
+        allr = self.schedule is not None and self.schedule.kind == "allr"
+        norm = sum(float(np.sum(np.square(v.numpy(), dtype=np.float64))) for v in self.model.trainable_weights) if allr else None
+        pruning = self._run.prune(epoch, cycle, [e.weight.numpy() for e in self._entries], masks, norm)
+        peak = self.schedule.record_allr(cycle, pruning.d) if allr else None
         optimizer = self.model.optimizer
         if cycle == 1 and self.reset_optimizer:
             masking.reset_optimizer(optimizer, self.model.trainable_weights)
-        masking.apply_masks(self._entries, new_masks, optimizer)
-        self._alive -= count
+        masking.apply_masks(self._entries, pruning.masks, optimizer)
         if self.verbose:
-            print(
-                f"IMP cycle {cycle}/{self.plan.cycles} at epoch {epoch}: removed {count} weights, "
-                f"{self._alive}/{self._n_total} alive, sparsity {1 - self._alive / self._n_total:.4f}{message}"
-            )
+            print(self._run.describe(pruning, epoch, peak))
 
     def on_epoch_end(self, epoch, logs=None):
         cycle = self.plan.cycle_at(epoch)
-        sparsity = 1.0 - self._alive / self._n_total
         if logs is not None:
-            logs["sparsity"] = sparsity
-            logs["cycle"] = cycle
-            logs["phase"] = PHASE_RETRAIN if cycle else PHASE_PRETRAIN
-            logs["lr"] = masking.last_learning_rate(self.model.optimizer)
+            allr = None
             if self.schedule is not None and self.schedule.kind == "allr":
-                logs["allr_d"] = float(self.schedule.allr_d[cycle - 1]) if cycle else float("nan")
-                logs["eta_star"] = float(self.schedule.eta_star[cycle - 1]) if cycle else float("nan")
+                allr = (self.schedule.allr_d.numpy(), self.schedule.eta_star.numpy())
+            logs.update(self._run.epoch_logs(epoch, masking.last_learning_rate(self.model.optimizer), allr))
         if self.plan.is_last_epoch_of_cycle(epoch):
             self._verify(epoch, cycle)
             if self.ladder_dir:
-                self._save_rung(cycle, sparsity)
+                self._save_rung(cycle, self._run.sparsity)
         self._finished_plan = epoch == self.plan.total_epochs - 1
 
     def on_train_end(self, logs=None):
@@ -325,10 +228,10 @@ class IMPCallback(keras.callbacks.Callback):
 
     def _verify(self, epoch: int, cycle: int) -> None:
         try:
-            report = verify(self.model, self.plan, cycle=cycle, previous_masks=self._verified_masks, block_size=self.block_size)
+            report = verify(self.model, self.plan, cycle=cycle, previous_masks=self._run.verified_masks, block_size=self.block_size)
         except InvariantError as e:
             raise broken(e.problems, f" at the end of IMP cycle {cycle} of {self.plan.cycles} (epoch {epoch})") from None
-        self._verified_masks = report.masks
+        self._run.verified_masks = report.masks
 
     def _save_rung(self, cycle: int, sparsity: float) -> None:
         name = rung_name(cycle, sparsity)

@@ -10,13 +10,9 @@ import dataclasses
 import numbers
 from typing import Any
 
+from imp_keras.core.checks import check_bool, check_int
+
 __all__ = ["Plan"]
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
-    return int(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +52,8 @@ class Plan:
         goal = self.goal_sparsity
         if isinstance(goal, bool) or not isinstance(goal, numbers.Real) or not 0 <= goal < 1:
             raise ValueError(f"`goal_sparsity` must be in [0, 1). Received: goal_sparsity={goal!r}")
-        object.__setattr__(self, "cycles", _check_int("cycles", self.cycles, 1))
-        object.__setattr__(self, "pretrain_epochs", _check_int("pretrain_epochs", self.pretrain_epochs, 0))
+        object.__setattr__(self, "cycles", check_int("cycles", self.cycles, 1))
+        object.__setattr__(self, "pretrain_epochs", check_int("pretrain_epochs", self.pretrain_epochs, 0))
         retrain = self.retrain_epochs
         if isinstance(retrain, Sequence) and not isinstance(retrain, str):
             retrain = tuple(retrain)
@@ -68,9 +64,8 @@ class Plan:
                 )
         else:
             retrain = (retrain,) * self.cycles
-        retrain = tuple(_check_int("retrain_epochs", value, 1) for value in retrain)
-        if not isinstance(self.exact_goal, bool):
-            raise ValueError(f"`exact_goal` must be a bool. Received: exact_goal={self.exact_goal!r}")
+        retrain = tuple(check_int("retrain_epochs", value, 1) for value in retrain)
+        check_bool("exact_goal", self.exact_goal)
         object.__setattr__(self, "goal_sparsity", float(goal))
         object.__setattr__(self, "retrain_epochs", retrain)
 
@@ -87,9 +82,9 @@ class Plan:
         >>> Plan.budgeted(0.9, total_epochs=20, pretrain_epochs=10, cycles=3).retrain_epochs
         (3, 3, 4)
         """
-        _check_int("total_epochs", total_epochs, 1)
-        _check_int("pretrain_epochs", pretrain_epochs, 0)
-        _check_int("cycles", cycles, 1)
+        check_int("total_epochs", total_epochs, 1)
+        check_int("pretrain_epochs", pretrain_epochs, 0)
+        check_int("cycles", cycles, 1)
         remaining = total_epochs - pretrain_epochs
         if remaining < cycles:
             raise ValueError(
@@ -140,8 +135,8 @@ class Plan:
         round(n_total * sparsity_after(cycle)) pruned, the last at round(n_total * goal_sparsity):
         monotone, and exact at the end.
         """
-        _check_int("cycle", cycle, 0)
-        _check_int("n_total", n_total, 0)
+        check_int("cycle", cycle, 0)
+        check_int("n_total", n_total, 0)
         if cycle > self.cycles:
             raise ValueError(f"`cycle` must be at most cycles={self.cycles}. Received: cycle={cycle}")
         if self.exact_goal:

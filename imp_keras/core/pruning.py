@@ -1,0 +1,219 @@
+"""What IMPCallback decides, on ints and NumPy arrays: when to prune, how many, which, ALLR's d,
+the checks of a resumed run, and the numbers published into `logs`.
+
+Each flavour's callback reads its model into NumPy (masks, weights), asks a `PruningRun` what to
+do, and applies the answer to its own variables; the decisions never see Keras.
+"""
+
+from collections.abc import Sequence
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+
+from imp_keras.core.faults import NonFiniteError, describe_epoch
+from imp_keras.core.plan import Plan
+from imp_keras.core.selection import CRITERIA, Criterion, get_criterion, max_removable, select, select_blocks, within_blocks
+
+__all__ = ["PHASE_PRETRAIN", "PHASE_RETRAIN", "Pruning", "PruningRun", "check_selection_with_blocks"]
+
+PHASE_PRETRAIN = 0
+PHASE_RETRAIN = 1
+
+
+def check_selection_with_blocks(selection: str | Criterion, block_size: tuple[int, int] | None) -> None:
+    if block_size is not None and selection != "global" and selection is not CRITERIA["global"]:
+        raise ValueError(
+            "`block_size` ranks blocks by magnitude over one global threshold, so it needs "
+            f"selection='global'. Received: selection={selection!r}, block_size={block_size!r}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Pruning:
+    """The outcome of one pruning: new masks (True = alive), how many were removed, and ALLR's d
+    (None unless asked for)."""
+
+    cycle: int
+    masks: list[np.ndarray]
+    removed: int
+    d: float | None
+
+
+class PruningRun:
+    """The decisions of one `fit` of an IMP plan over the prunable tensors of a model.
+
+    Args:
+      plan: the run's `Plan`.
+      selection: criterion name or callable (see `imp_keras.core.selection`).
+      names: the prunable tensors' names, in model order.
+      shapes: their shapes.
+      block_sizes: per tensor, the (rows, cols) blocks it loses weights in, or None for weight by weight.
+      steps_per_epoch: the schedule's, to place a restored optimizer step; None without a schedule.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        selection: str | Criterion,
+        names: Sequence[str],
+        shapes: Sequence[tuple[int, ...]],
+        block_sizes: Sequence[tuple[int, int] | None],
+        steps_per_epoch: int | None,
+    ):
+        self.plan = plan
+        self.selection = selection
+        self.criterion = get_criterion(selection)
+        self.names = list(names)
+        self.block_sizes = list(block_sizes)
+        self.steps_per_epoch = steps_per_epoch
+        self.n_total = sum(math.prod(shape) for shape in shapes)
+        self.tolerance = within_blocks(self.block_sizes)
+        self.alive = self.n_total
+        self.verified_masks: tuple[np.ndarray, ...] | None = None
+        self._check_goal_reachable([tuple(s) for s in shapes])
+
+    def _check_goal_reachable(self, shapes: list[tuple[int, ...]]) -> None:
+        removable = max_removable(self.criterion, shapes)
+        needed = self.n_total - self.plan.alive_after(self.plan.cycles, self.n_total)
+        if removable is not None and needed > removable:
+            raise ValueError(
+                f"goal_sparsity={self.plan.goal_sparsity} needs {needed:,} of the {self.n_total:,} prunable weights "
+                f"removed, but selection={self.selection!r} can remove at most {removable:,} "
+                f"({removable / self.n_total:.2%} sparsity): it keeps the first convolution kernel dense and at "
+                "least 20 % of the last tensor. Lower `goal_sparsity`, or choose another selection."
+            )
+
+    def check_fit(self, epochs: int | None, steps: int | None) -> None:
+        """Refuses a `fit` longer than the plan, or with other steps per epoch than the schedule."""
+        if epochs is not None and epochs > self.plan.total_epochs:
+            raise ValueError(f"`epochs`={epochs} passed to fit exceeds plan.total_epochs={self.plan.total_epochs}.")
+        if self.steps_per_epoch is not None and steps and steps != self.steps_per_epoch:
+            raise ValueError(
+                f"fit runs {steps} steps per epoch but the schedule was built with "
+                f"steps_per_epoch={self.steps_per_epoch}; they must match."
+            )
+
+    def resumed_mid_epoch(self, epoch: int, steps_taken: int) -> bool:
+        """True when a mid-epoch backup was restored (the optimizer's step is inside `epoch`);
+        raises when the step does not belong to `epoch` at all."""
+        if self.steps_per_epoch is None:
+            return False
+        first = epoch * self.steps_per_epoch
+        if not first <= steps_taken < first + self.steps_per_epoch:
+            raise ValueError(
+                f"At the start of epoch {epoch} the optimizer has taken {steps_taken} steps, but the schedule expects "
+                f"epoch * steps_per_epoch = {first}. Make `steps_per_epoch` match the batches fit runs per "
+                "epoch, and continue an interrupted run with `initial_epoch` (or BackupAndRestore, listed after "
+                "IMPCallback so that the optimizer it restores is the one IMPCallback built)."
+            )
+        return steps_taken > first
+
+    def epoch_begin(self, epoch: int, masks: Sequence[np.ndarray], steps_taken: int | None) -> int:
+        """Checks the masks at the start of `epoch`; returns the cycle to prune now, or 0."""
+        if epoch >= self.plan.total_epochs:
+            raise ValueError(f"Epoch {epoch} is past the plan's last epoch ({self.plan.total_epochs - 1}).")
+        resumed = steps_taken is not None and self.resumed_mid_epoch(epoch, steps_taken)
+        alive = sum(int(np.count_nonzero(m)) for m in masks)
+        cycle = self.plan.cycle_at(epoch)
+        # A cycle prunes before its first step, so a run restored in the middle of that epoch has
+        # already pruned (and restored the pruned masks).
+        pruning = cycle > 0 and epoch == self.plan.cycle_start_epochs[cycle - 1] and not resumed
+        self._check_alive(epoch, cycle - 1 if pruning else cycle, alive)
+        self.alive = alive
+        if self.verified_masks is None:  # what this fit started from: later masks must stay within it
+            self.verified_masks = tuple(np.asarray(m) != 0 for m in masks)
+        return cycle if pruning else 0
+
+    def _check_alive(self, epoch: int, cycles_done: int, alive: int) -> None:
+        expected = self.plan.alive_after(cycles_done, self.n_total)
+        if abs(alive - expected) > self.tolerance:
+            within = f" (within {self.tolerance}, half a block)" if self.tolerance else ""
+            raise ValueError(
+                f"At the start of epoch {epoch}, {alive} of {self.n_total} prunable weights are alive, but after "
+                f"{cycles_done} cycle(s) the plan has {expected}{within}. These masks do not come from this plan "
+                "(a model restored from another run, or pruned elsewhere?)."
+            )
+
+    def prune(
+        self,
+        epoch: int,
+        cycle: int,
+        weights: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray],
+        squared_norm: float | None = None,
+    ) -> Pruning:
+        """The masks after the pruning of `cycle` at `epoch`.
+
+        Args:
+          weights, masks: the prunable tensors and their masks (True = alive), in model order.
+          squared_norm: ||theta||^2 over every trainable variable, for ALLR's d; None skips d.
+        """
+        faulty = [name for name, w in zip(self.names, weights) if not np.isfinite(w).all()]
+        if faulty:
+            raise NonFiniteError(
+                f"Cannot prune at {describe_epoch(self.plan, epoch)}: {', '.join(faulty)} hold NaN or Inf weights. "
+                "Add imp_keras.NaNGuard to fit's callbacks to stop at the batch where they appear."
+            )
+        masks = [np.asarray(m) != 0 for m in masks]
+        if any(self.block_sizes):
+            # Aim at the plan's alive count, not its removal count, so block rounding never accumulates.
+            count = max(0, self.alive - self.plan.alive_after(cycle, self.n_total))
+            new_masks = select_blocks(weights, masks, count, self.block_sizes)
+            count = self.alive - sum(int(np.count_nonzero(m)) for m in new_masks)
+        else:
+            count = self.plan.removal_count(cycle, self.n_total)
+            new_masks = select(self.criterion, weights, masks, count)
+        for name, old, new in zip(self.names, masks, new_masks):
+            if old.any() and not new.any():
+                warnings.warn(
+                    f"IMP cycle {cycle}: {self.selection!r} selection removed every remaining weight of "
+                    f"{name}; the layer no longer passes any signal.",
+                    stacklevel=3,
+                )
+        d = None
+        if squared_norm is not None:
+            removed = sum(float(np.sum(np.square(w[o & ~n], dtype=np.float64))) for w, o, n in zip(weights, masks, new_masks))
+            d = math.sqrt(removed / squared_norm) if squared_norm > 0 else 0.0
+        self.alive -= count
+        return Pruning(cycle, new_masks, count, d)
+
+    def describe(self, pruning: Pruning, epoch: int, peak: float | None) -> str:
+        """The line printed at a pruning."""
+        allr = "" if pruning.d is None else f", ALLR d={pruning.d:.4f} eta*={peak:.5g}"
+        return (
+            f"IMP cycle {pruning.cycle}/{self.plan.cycles} at epoch {epoch}: removed {pruning.removed} weights, "
+            f"{self.alive}/{self.n_total} alive, sparsity {self.sparsity:.4f}{allr}"
+        )
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.alive / self.n_total
+
+    def epoch_logs(
+        self,
+        epoch: int,
+        learning_rate: float,
+        allr: tuple[Sequence[float], Sequence[float]] | None,
+        learning_rate_key: str = "lr",
+    ) -> dict[str, float]:
+        """What the callback publishes into `logs` at the end of `epoch`.
+
+        Args:
+          learning_rate: the learning rate of the epoch's last step.
+          allr: ALLR's (d, eta*) per cycle, or None for the other kinds.
+          learning_rate_key: `lr` (tf_keras' name) or `learning_rate` (Keras 3's).
+        """
+        cycle = self.plan.cycle_at(epoch)
+        logs = {
+            "sparsity": self.sparsity,
+            "cycle": cycle,
+            "phase": PHASE_RETRAIN if cycle else PHASE_PRETRAIN,
+            learning_rate_key: learning_rate,
+        }
+        if allr is not None:
+            d, peaks = allr
+            logs["allr_d"] = float(d[cycle - 1]) if cycle else float("nan")
+            logs["eta_star"] = float(peaks[cycle - 1]) if cycle else float("nan")
+        return logs

@@ -1,0 +1,42 @@
+"""The tf_keras (Keras 2) flavour: masks held by tensorflow-model-optimization's pruning wrappers.
+
+Importing it imports TensorFlow, tf_keras and tfmot, and sets TF_USE_LEGACY_KERAS=1 (as tfmot
+does), so `tf.keras` is tf_keras in this process; `import keras` stays Keras 3.
+"""
+
+from imp_keras.core.faults import NonFiniteError
+from imp_keras.core.report import SparsityReport
+from imp_keras.core.rules import InvariantError, VerifyReport
+from imp_keras.core.schedule import KINDS
+from imp_keras.tf_keras._keras import keras
+from imp_keras.tf_keras.callback import IMPCallback
+from imp_keras.tf_keras.export import ExportReport, export
+from imp_keras.tf_keras.guard import NaNGuard
+from imp_keras.tf_keras.masking import MaskHolder, apply_masks, masked_weights, prunable, strip
+from imp_keras.tf_keras.report import sparsity_report
+from imp_keras.tf_keras.schedules import RetrainSchedule
+from imp_keras.tf_keras.verify import verify
+
+FLAVOUR = "tf_keras"
+
+__all__ = [
+    "ExportReport",
+    "FLAVOUR",
+    "IMPCallback",
+    "InvariantError",
+    "KINDS",
+    "MaskHolder",
+    "NaNGuard",
+    "NonFiniteError",
+    "RetrainSchedule",
+    "SparsityReport",
+    "VerifyReport",
+    "apply_masks",
+    "export",
+    "keras",
+    "masked_weights",
+    "prunable",
+    "sparsity_report",
+    "strip",
+    "verify",
+]
