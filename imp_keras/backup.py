@@ -9,14 +9,13 @@ every tensor of the latest checkpoint (checksums included) and, if that fails, m
 `<backup>/damaged` and puts the previous one in its place.
 """
 
-import contextlib
 import dataclasses
 import os
 import shutil
 
 import tensorflow as tf
 
-from imp_keras import distribution
+from imp_keras import distribution, files
 from imp_keras.tf_keras._keras import keras
 
 __all__ = ["BackupError", "KeepPrevious", "RestorePoint", "latest_checkpoint", "restore_point", "saved_epoch"]
@@ -121,9 +120,8 @@ def restore_point(backup_dir: str, chief: bool = True) -> RestorePoint:
     shutil.rmtree(damaged_dir, ignore_errors=True)
     if os.path.exists(latest_dir):
         os.rename(latest_dir, damaged_dir)
-    shutil.rmtree(latest_dir + ".partial", ignore_errors=True)
-    shutil.copytree(previous_dir, latest_dir + ".partial")
-    os.rename(latest_dir + ".partial", latest_dir)
+    with files.replacing(latest_dir) as partial:
+        shutil.copytree(previous_dir, partial)
     return RestorePoint(previous + 1, damage or f"{latest_dir} is missing")
 
 
@@ -149,14 +147,9 @@ class KeepPrevious(keras.callbacks.Callback):
         latest = tf.train.latest_checkpoint(latest_dir)
         if latest is None:
             return
-        target = os.path.join(self.backup_dir, _PREVIOUS)
-        partial = target + ".partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        os.makedirs(partial)
         prefix = os.path.basename(latest)
-        for name in _checkpoint_files(latest_dir):
-            if name == _STATE or name.startswith(prefix + "."):
-                _link_or_copy(os.path.join(latest_dir, name), os.path.join(partial, name))
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(target)
-        os.rename(partial, target)
+        with files.replacing(os.path.join(self.backup_dir, _PREVIOUS)) as partial:
+            os.makedirs(partial)
+            for name in _checkpoint_files(latest_dir):
+                if name == _STATE or name.startswith(prefix + "."):
+                    _link_or_copy(os.path.join(latest_dir, name), os.path.join(partial, name))

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
+from imp_keras import files
+
 __all__ = ["STRATEGIES", "chief_directory", "is_chief", "make_strategy", "save_model"]
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
@@ -74,6 +76,5 @@ def chief_directory(directory: str, strategy: tf.distribute.Strategy) -> Iterato
 def save_model(model, path: str) -> None:
     """Saves a tf_keras model to `path` (`.keras`) under a temporary name first, so a crash never
     leaves a file that looks complete."""
-    partial = path + ".partial.keras"
-    model.save(partial)
-    os.replace(partial, path)
+    with files.replacing(path) as partial:
+        model.save(partial)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from imp_keras import distribution
+from imp_keras import distribution, files
 from imp_keras.tf_keras import masking
 from imp_keras.tf_keras._keras import keras
 from imp_keras.tf_keras.report import sparsity_report
@@ -61,11 +61,7 @@ def config_dict(config: Any) -> dict[str, Any]:
 
 
 def write_json(path: str, value: Any, allow_nan: bool = True) -> None:
-    partial = path + ".partial"
-    with open(partial, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True, allow_nan=allow_nan)
-        f.write("\n")
-    os.replace(partial, path)
+    files.write_bytes(path, (json.dumps(value, indent=2, sort_keys=True, allow_nan=allow_nan) + "\n").encode())
 
 
 def read_json(path: str, advice: str = "") -> Any:
@@ -140,13 +136,11 @@ class MetricsLogger(keras.callbacks.Callback):
         rows = [r for r in read_metrics(self.path) if r["epoch"] < epoch] + [row]
         keys = set().union(*rows)
         columns = [c for c in _FIRST_COLUMNS if c in keys] + sorted(keys - set(_FIRST_COLUMNS))
-        partial = self.path + ".partial"
-        with open(partial, "w", newline="") as f:
+        with files.replacing(self.path) as partial, open(partial, "w", newline="") as f:
             writer = csv.DictWriter(f, columns, restval="")
             writer.writeheader()
             for r in rows:
                 writer.writerow({key: _csv_value(value) for key, value in r.items()})
-        os.replace(partial, self.path)
 
 
 def _csv_value(value: float) -> str:
