@@ -15,7 +15,7 @@ import tempfile
 from absl import app, flags, logging
 
 import imp_keras
-from imp_keras.tf_keras.export import FORMATS
+from imp_keras.export.tf_keras import FORMATS
 
 import quickstart  # defines the training flags; examples/ is on sys.path when run as a script
 

@@ -21,6 +21,7 @@ imports neither Keras nor TensorFlow; an adapter is imported when first used.
 from collections.abc import Sequence
 from typing import Any
 
+from imp_keras import export  # a callable package: `imp_keras.export(model, out_dir)` (see its docstring)
 from imp_keras._flavour import adapter, default_flavour, flavour_of
 from imp_keras.core.faults import NonFiniteError
 from imp_keras.core.plan import Plan
@@ -96,11 +97,6 @@ def sparsity_report(model: Any) -> SparsityReport:
 def verify(model: Any, plan: Plan | None = None, **kwargs: Any) -> VerifyReport:
     """Checks the invariants of IMP in `model` (see `imp_keras.core.rules`)."""
     return _model_adapter(model).verify(model, plan, **kwargs)
-
-
-def export(model: Any, out_dir: Any, *args: Any, **kwargs: Any) -> Any:
-    """Writes the deployable files of `model` into `out_dir`, each reloaded and checked."""
-    return _model_adapter(model).export(model, out_dir, *args, **kwargs)
 
 
 class _ByFlavour(type):

@@ -23,7 +23,7 @@ from imp_keras import distribution
 from imp_keras.tf_keras._keras import keras
 from imp_keras import data as data_lib
 from imp_keras.data import DATASETS, INPUT_SHAPES, SOURCES, validation_count
-from imp_keras.tf_keras.export import FORMATS
+from imp_keras.export.tf_keras import FORMATS
 from imp_keras.models import MIN_IMAGE_SIDE, MODELS, check_arguments
 from imp_keras.core.plan import Plan
 from imp_keras.tf_keras.schedules import KINDS, RetrainSchedule

@@ -32,10 +32,10 @@ from tensorflow.python.framework import config as tf_config  # disable_op_determ
 from imp_keras import backup
 from imp_keras import data as data_lib
 from imp_keras import distribution, experiment, models, plots, rundir
+from imp_keras.export.tf_keras import export
 from imp_keras.tf_keras import masking
 from imp_keras.tf_keras._keras import keras, require_tf_keras
 from imp_keras.tf_keras.callback import PHASE_PRETRAIN, IMPCallback, rung_cycle
-from imp_keras.tf_keras.export import export
 from imp_keras.tf_keras.guard import NaNGuard, NonFiniteError
 from imp_keras.tf_keras.report import sparsity_report
 from imp_keras.tf_keras.schedules import RetrainSchedule, learning_rates

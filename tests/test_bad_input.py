@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import imp_keras
 from imp_keras import IMPCallback, NaNGuard, Plan, RetrainSchedule, experiment, keras, models, verify
 from imp_keras.data import DATASETS, INPUT_SHAPES
-from imp_keras.tf_keras.export import FORMATS
+from imp_keras.export.tf_keras import FORMATS
 from imp_keras.tf_keras.schedules import KINDS
 from imp_keras.core.selection import CRITERIA, select
 

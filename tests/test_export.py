@@ -1,4 +1,4 @@
-"""imp_keras.tf_keras.export: every format round-trips, keeps its pruned weights at zero, and the report
+"""imp_keras.export.tf_keras: every format round-trips, keeps its pruned weights at zero, and the report
 matches the files on disk.
 
 Models (kernels of 1024+ weights, so dynamic-range quantization really quantizes them):
@@ -10,21 +10,21 @@ Each is exported once per module in every format, with 64 representative samples
 """
 
 import gzip
-import importlib
 import json
 import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 import imp_keras
 from imp_keras import keras
 from imp_keras.tf_keras.masking import apply_masks, masked_weights
 from imp_keras.core.selection import select, select_blocks
+from imp_keras.export import checks, tflite
+from imp_keras.export import tf_keras as tf_keras_export
 
-export_module = importlib.import_module("imp_keras.tf_keras.export")
-FORMATS = export_module.FORMATS
+FORMATS = tf_keras_export.FORMATS
 TFLITE_FORMATS = [f for f in FORMATS if f.startswith("tflite")]
 FLOAT_FORMATS = ["saved_model", "keras", "h5", "tflite_float", "tflite_float_sparse"]
 SPARSE_FORMATS = ["tflite_float_sparse", "tflite_int8_dynamic_sparse", "tflite_int8_full_sparse"]
@@ -106,10 +106,10 @@ def exported(request):
 
 
 def run_tflite(path, x):
-    """Outputs of a TFLite file on float inputs, on TFLite's builtin kernels, (de)quantizing for an
+    """Outputs of a TFLite file on float inputs, on LiteRT's builtin kernels, (de)quantizing for an
     integer-only file."""
-    builtin = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = tf.lite.Interpreter(model_path=path, experimental_op_resolver_type=builtin)
+    builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_path=path, experimental_op_resolver_type=builtin)
     runner = interpreter.get_signature_runner()
     (name, detail), = runner.get_input_details().items()
     scale, zero = detail["quantization"]
@@ -127,7 +127,7 @@ def run_tflite(path, x):
 @pytest.mark.parametrize("format", FORMATS)
 def test_every_format_round_trips(exported, format):
     file = exported.report[format]
-    assert file.path == os.path.join(exported.out_dir, export_module._FILE_NAMES[format])
+    assert file.path == os.path.join(exported.out_dir, tf_keras_export.FILE_NAMES[format])
     if format.startswith("tflite"):
         outputs = run_tflite(file.path, exported.x)
     else:
@@ -205,7 +205,7 @@ def test_sixteen_row_blocks_run_the_sparse_int8_kernel(tmp_path):
 def test_decoded_sparse_kernels_equal_the_keras_kernels(request, name):
     exported = request.getfixturevalue(name)
     with open(exported.report["tflite_float_sparse"].path, "rb") as f:
-        facts = export_module._read_flatbuffer(f.read())
+        facts = tflite.read_flatbuffer(f.read())
     kernels = [exported.plain.get_layer(n).kernel.numpy() for n in ("fc1", "fc2", "out")]
     assert sorted(k.shape for k in facts.kernels) == sorted(k.shape for k in kernels)
     for kernel in kernels:
@@ -215,18 +215,18 @@ def test_decoded_sparse_kernels_equal_the_keras_kernels(request, name):
 def test_densify_decodes_ragged_blocks():
     # A [3, 6] tensor in 1x4 blocks along dimension 1 (two blocks per row, the second padded):
     # row 0 keeps block 1, row 1 none, row 2 both.
-    sparsity = export_module.schema.SparsityParametersT()
+    sparsity = tflite.schema.SparsityParametersT()
     sparsity.traversalOrder = [0, 1, 2]
     sparsity.blockMap = [1]
-    dense_rows, csr, block = (export_module.schema.DimensionMetadataT() for _ in range(3))
-    dense_rows.format, dense_rows.denseSize = export_module.schema.DimensionType.DENSE, 3
-    csr.format = export_module.schema.DimensionType.SPARSE_CSR
-    csr.arraySegments, csr.arrayIndices = export_module.schema.Int32VectorT(), export_module.schema.Int32VectorT()
+    dense_rows, csr, block = (tflite.schema.DimensionMetadataT() for _ in range(3))
+    dense_rows.format, dense_rows.denseSize = tflite.schema.DimensionType.DENSE, 3
+    csr.format = tflite.schema.DimensionType.SPARSE_CSR
+    csr.arraySegments, csr.arrayIndices = tflite.schema.Int32VectorT(), tflite.schema.Int32VectorT()
     csr.arraySegments.values, csr.arrayIndices.values = [0, 1, 1, 3], [1, 0, 1]
-    block.format, block.denseSize = export_module.schema.DimensionType.DENSE, 4
+    block.format, block.denseSize = tflite.schema.DimensionType.DENSE, 4
     sparsity.dimMetadata = [dense_rows, csr, block]
     values = np.array([5, 6, 0, 0, 1, 2, 3, 4, 7, 8, 0, 0], dtype=np.float32)
-    dense = export_module._densify(values, [3, 6], sparsity)
+    dense = tflite.densify(values, [3, 6], sparsity)
     np.testing.assert_array_equal(dense, [[0, 0, 0, 0, 5, 6], [0, 0, 0, 0, 0, 0], [1, 2, 3, 4, 7, 8]])
 
 
@@ -257,7 +257,7 @@ def test_report_numbers_match_the_files_on_disk(exported):
         assert json.load(f) == json.loads(json.dumps(report.as_dict()))
     assert report.passed
     assert (report.prunable_weights, report.samples, report.latency_runs) == (sum(m.size for m in exported.masks.values()), 64, 5)
-    assert sorted(os.listdir(exported.out_dir)) == sorted([*export_module._FILE_NAMES.values(), "export_report.json"])
+    assert sorted(os.listdir(exported.out_dir)) == sorted([*tf_keras_export.FILE_NAMES.values(), "export_report.json"])
 
 
 def test_report_latency_fields_and_table(mlp_export):
@@ -289,9 +289,9 @@ def test_xnnpack_refusing_sparse_int8_falls_back_to_builtin_kernels(mlp_export, 
 
 
 def test_forced_xnnpack_failure_is_reported_and_the_file_still_verified(tmp_path, monkeypatch):
-    auto = tf.lite.experimental.OpResolverType.AUTO
+    auto = OpResolverType.AUTO
 
-    class XNNPACKFails(tf.lite.Interpreter):
+    class XNNPACKFails(Interpreter):
         def __init__(self, *args, experimental_op_resolver_type=auto, **kwargs):
             self.default_delegates = experimental_op_resolver_type == auto
             super().__init__(*args, experimental_op_resolver_type=experimental_op_resolver_type, **kwargs)
@@ -301,7 +301,7 @@ def test_forced_xnnpack_failure_is_reported_and_the_file_still_verified(tmp_path
                 raise RuntimeError("TfLiteXNNPackDelegate failed to prepare (test)")
             return super().allocate_tensors()
 
-    monkeypatch.setattr(tf.lite, "Interpreter", XNNPACKFails)
+    monkeypatch.setattr(tflite, "Interpreter", XNNPACKFails)
     model = pruned(mlp(), 0.8)
     report = imp_keras.tf_keras.export(model, tmp_path, ("tflite_float",), latency_runs=2, verbose=0)
     file = report["tflite_float"]
@@ -346,7 +346,7 @@ def test_plain_model_counts_exact_zeros_as_pruned(tmp_path):
 
 
 def test_a_failed_check_is_reported_and_warned(tmp_path, monkeypatch):
-    monkeypatch.setattr(export_module, "FLOAT_TOLERANCE", -1.0)
+    monkeypatch.setattr(checks, "FLOAT_TOLERANCE", -1.0)
     with pytest.warns(UserWarning, match=r"failed their check: \['keras'\]"):
         report = imp_keras.tf_keras.export(pruned(mlp(), 0.8), tmp_path, ("keras",), latency_runs=0, verbose=0)
     assert not report.passed

@@ -5,7 +5,9 @@ import pytest
 import imp_keras
 
 MODULES = ["imp_keras", "imp_keras.core.checks", "imp_keras.core.faults", "imp_keras.core.pruning", "imp_keras.core.report",
-           "imp_keras.core.rules", "imp_keras.core.schedule", "imp_keras.tf_keras", "imp_keras.backup", "imp_keras.tf_keras.callback", "imp_keras.data", "imp_keras.tf_keras.export",
+           "imp_keras.core.rules", "imp_keras.core.schedule", "imp_keras.tf_keras", "imp_keras.backup", "imp_keras.tf_keras.callback", "imp_keras.data",
+           "imp_keras.export", "imp_keras.export.checks", "imp_keras.export.keras3", "imp_keras.export.onnx", "imp_keras.export.report",
+           "imp_keras.export.saved_model", "imp_keras.export.tf_keras", "imp_keras.export.tflite", "imp_keras.files",
            "imp_keras.tf_keras.guard", "imp_keras.tf_keras.masking", "imp_keras.models", "imp_keras.core.plan", "imp_keras.tf_keras.report",
            "imp_keras.tf_keras.schedules", "imp_keras.core.selection", "imp_keras.tf_keras.verify", "imp_keras.tf_keras._keras"]
 
@@ -51,12 +53,22 @@ def test_core_imports_no_keras_and_only_one_module_imports_tf_keras():
     heavy = {"keras", "tf_keras", "tensorflow", "tensorflow_model_optimization", "jax", "torch"}
     assert {f: roots & heavy for f, roots in files.items() if f.startswith("core/") and roots & heavy} == {}
     assert files["__init__.py"] & heavy == set() and files["_flavour.py"] & heavy == set()
+    # A Keras 3 user on JAX or PyTorch imports the export package without TensorFlow.
+    light = ["export/__init__.py", "export/report.py", "export/checks.py", "files.py"]
+    assert {f: files[f] & heavy for f in light if files[f] & heavy} == {}
 
 
-def test_export_function_and_module_both_reachable():
-    # `imp_keras.tf_keras.export` is the function; its module (format names, report classes) by import.
-    from imp_keras.tf_keras.export import FORMATS, ExportReport, FileReport
+def test_export_is_one_callable_package():
+    # `imp_keras.export` is the package and is callable; importing its submodules never rebinds it.
+    from imp_keras.export import tf_keras as exporter
+    from imp_keras.export.tf_keras import FORMATS
+    from imp_keras.export.report import ExportReport, FileReport
 
-    assert callable(imp_keras.tf_keras.export) and imp_keras.tf_keras.ExportReport is ExportReport
-    assert importlib.import_module("imp_keras.tf_keras.export").export is imp_keras.tf_keras.export
+    package = importlib.import_module("imp_keras.export")
+    importlib.import_module("imp_keras.export.tflite")
+    assert imp_keras.export is package and callable(imp_keras.export)
+    assert imp_keras.export.ExportReport is ExportReport and imp_keras.tf_keras.ExportReport is ExportReport
+    assert imp_keras.tf_keras.export is exporter.export and callable(imp_keras.tf_keras.export)
     assert "tflite_float_sparse" in FORMATS and FileReport.__name__ == "FileReport"
+    with pytest.raises(TypeError, match=r"`model` must be a Keras model .* Received: model=3"):
+        imp_keras.export(3, "out")

@@ -4,13 +4,15 @@ Importing it imports TensorFlow, tf_keras and tfmot, and sets TF_USE_LEGACY_KERA
 does), so `tf.keras` is tf_keras in this process; `import keras` stays Keras 3.
 """
 
+from typing import Any
+
 from imp_keras.core.faults import NonFiniteError
 from imp_keras.core.report import SparsityReport
 from imp_keras.core.rules import InvariantError, VerifyReport
 from imp_keras.core.schedule import KINDS
+from imp_keras.export.report import ExportReport
 from imp_keras.tf_keras._keras import keras
 from imp_keras.tf_keras.callback import IMPCallback
-from imp_keras.tf_keras.export import ExportReport, export
 from imp_keras.tf_keras.guard import NaNGuard
 from imp_keras.tf_keras.masking import MaskHolder, apply_masks, masked_weights, prunable, strip
 from imp_keras.tf_keras.report import sparsity_report
@@ -18,6 +20,7 @@ from imp_keras.tf_keras.schedules import RetrainSchedule
 from imp_keras.tf_keras.verify import verify
 
 FLAVOUR = "tf_keras"
+
 
 __all__ = [
     "ExportReport",
@@ -40,3 +43,13 @@ __all__ = [
     "strip",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # `imp_keras.export.tf_keras` imports this package's modules, so its `export` is bound here
+    # when first asked for, not while either is half imported.
+    if name == "export":
+        from imp_keras.export.tf_keras import export
+
+        return export
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,9 +13,10 @@ from imp_keras.core.plan import Plan
 from imp_keras.core.pruning import PHASE_PRETRAIN, PHASE_RETRAIN, PruningRun, check_selection_with_blocks
 from imp_keras.core.rules import InvariantError, broken
 from imp_keras.core.selection import Criterion, check_block_size, get_criterion
+from imp_keras.export import tf_keras as exporter  # the module: the exporter imports this package too
+from imp_keras.export.report import ExportReport
 from imp_keras.tf_keras import masking
 from imp_keras.tf_keras._keras import keras, require_tf_keras
-from imp_keras.tf_keras.export import ExportReport, export
 from imp_keras.tf_keras.schedules import RetrainSchedule
 from imp_keras.tf_keras.verify import verify
 
@@ -26,7 +27,7 @@ def _check_export_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(options, Mapping):
         raise ValueError(f"`export_options` must be a dict of `imp_keras.tf_keras.export` arguments. Received: export_options={options!r}")
-    keywords = [name for name, p in inspect.signature(export).parameters.items() if name not in ("model", "out_dir")]
+    keywords = [name for name, p in inspect.signature(exporter.export).parameters.items() if name not in ("model", "out_dir")]
     unknown = sorted(set(options) - set(keywords))
     if unknown:
         raise ValueError(f"`export_options` has unknown arguments {unknown}; `imp_keras.tf_keras.export` takes {keywords}.")
@@ -223,7 +224,7 @@ class IMPCallback(keras.callbacks.Callback):
                 options.setdefault("verbose", min(self.verbose, 1))
                 if not chief:
                     options.update(latency_runs=0, verbose=0)
-                report = export(self.model, directory, **options)
+                report = exporter.export(self.model, directory, **options)
             self.export_report = report if chief else None
 
     def _verify(self, epoch: int, cycle: int) -> None:
