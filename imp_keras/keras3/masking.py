@@ -366,8 +366,10 @@ def optimizer_slots(optimizer, variable) -> list[Any]:
     slots = []
     # Slots live in per-kind lists indexed like the optimizer's variables (SGD.momentums,
     # Adam._momentums/_velocities, _model_variables_moving_average, ...).
-    for value in vars(optimizer).values():
-        if isinstance(value, list) and len(value) == count and all(isinstance(v, keras.Variable) for v in value):
+    for name, value in vars(optimizer).items():
+        if name == "_trainable_variables" or not isinstance(value, list) or len(value) != count:
+            continue
+        if all(isinstance(v, keras.Variable) for v in value):
             slot = value[index]
             if tuple(slot.shape) == tuple(variable.shape):
                 slots.append(slot)
@@ -380,7 +382,7 @@ def reset_optimizer(optimizer, variables: Sequence[Any]) -> None:
     averages = {id(v) for v in getattr(_inner(optimizer), "_model_variables_moving_average", None) or []}
     for variable in variables:
         for slot in optimizer_slots(optimizer, variable):
-            slot.assign(variable if id(slot) in averages else ops.zeros_like(slot))
+            slot.assign(variable if id(slot) in averages else np.zeros(slot.shape, slot.dtype))
 
 
 def apply_masks(entries: Sequence[MaskedWeight], masks: Sequence[np.ndarray] | None = None, optimizer=None) -> None:
