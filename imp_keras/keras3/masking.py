@@ -382,7 +382,9 @@ def reset_optimizer(optimizer, variables: Sequence[Any]) -> None:
     averages = {id(v) for v in getattr(_inner(optimizer), "_model_variables_moving_average", None) or []}
     for variable in variables:
         for slot in optimizer_slots(optimizer, variable):
-            slot.assign(variable if id(slot) in averages else np.zeros(slot.shape, slot.dtype))
+            # A copy: on JAX, assigning the variable itself makes both share one buffer, which the
+            # traced step then donates twice.
+            slot.assign(np.array(ops.convert_to_numpy(variable)) if id(slot) in averages else np.zeros(slot.shape, slot.dtype))
 
 
 def apply_masks(entries: Sequence[MaskedWeight], masks: Sequence[np.ndarray] | None = None, optimizer=None) -> None:
