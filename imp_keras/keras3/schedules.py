@@ -119,23 +119,21 @@ class RetrainSchedule(Schedule):
         if name is not None and not (isinstance(name, str) and name.isidentifier()):
             raise ValueError(f"`name` must be a Python identifier (letters, digits, underscores). Received: name={name!r}")
         self.name = name or "RetrainSchedule"
-        number = _check_base(base)
-        is_schedule = isinstance(base, Schedule)
         if base_warmup_steps is None:
             base_warmup_steps = int(getattr(base, "warmup_steps", 0) or 0)
         self.shape = RetrainShape.create(
             kind, plan, steps_per_epoch,
-            base=number,
-            base_values=(lambda steps: learning_rates(base, steps)) if is_schedule else None,
+            base=_check_base(base),
+            base_values=(lambda steps: learning_rates(base, steps)) if isinstance(base, Schedule) else None,
             base_epochs=base_epochs, base_warmup_steps=base_warmup_steps,
             initial_learning_rate=initial_learning_rate, warmup_fraction=warmup_fraction,
             max_learning_rate=max_learning_rate, min_learning_rate=min_learning_rate,
         )
         self.base = base
         if self.kind == "allr":
-            cycles = plan.cycles
-            self.eta_star = keras.Variable(np.full(cycles, self.max_learning_rate, np.float32), trainable=False, name="eta_star")
-            self.allr_d = keras.Variable(np.full(cycles, np.nan, np.float32), trainable=False, name="allr_d")
+            peaks = np.full(plan.cycles, self.max_learning_rate, np.float32)
+            self.eta_star = keras.Variable(peaks, trainable=False, name="eta_star")
+            self.allr_d = keras.Variable(np.full(plan.cycles, np.nan, np.float32), trainable=False, name="allr_d")
 
     def __getattr__(self, name: str) -> Any:
         # plan, kind, steps_per_epoch, base_epochs, ..., max_learning_rate: the checked numbers.
@@ -181,19 +179,18 @@ class RetrainSchedule(Schedule):
         return (self.eta_star, self.allr_d) if self.kind == "allr" else ()
 
     def attach(self, optimizer: keras.optimizers.Optimizer) -> None:
-        """Makes ALLR's peaks (`eta_star`, `allr_d`) variables of `optimizer`; idempotent, and
-        nothing to do for the other kinds.
+        """Makes ALLR's peaks (`eta_star`, `allr_d`) variables of `optimizer`, so that `fit`'s
+        compiled step reads their current values and `save_weights` and `BackupAndRestore` save them
+        with the optimizer; idempotent, and nothing to do for the other kinds.
 
-        On JAX, `fit` compiles its step with the model's and the optimizer's variables as inputs;
-        any other variable is read once, when the step is traced, and frozen into it: measured, a
-        peak recorded after the first epoch was ignored (0.56 applied where 0.36 was set). As
-        optimizer variables the peaks are inputs of every step, and `save_weights` and
-        `BackupAndRestore` save them with the optimizer.
-
-        The optimizer must be built (`fit` builds it before `on_train_begin` on JAX and PyTorch):
-        its variables are saved and restored by position, and the peaks must come after its own
-        whatever the moment of attaching.
+        The optimizer must be built (`fit` builds it before `on_train_begin` on JAX and PyTorch, not
+        on TensorFlow): its variables are saved and restored by position, so the peaks must come
+        after its own whenever they are attached.
         """
+        # On JAX, `fit` jit-compiles its step with the model's and the optimizer's variables as
+        # inputs; any other variable is read once, when the step is traced, and frozen into it. A
+        # prototype measured it: a peak recorded between epochs was ignored (0.56 applied where 0.36
+        # was set). tests/keras3 shows the stale value without `attach` and the new one with it.
         if not isinstance(optimizer, keras.optimizers.Optimizer):
             raise TypeError(f"`optimizer` must be a Keras 3 optimizer. Received: optimizer={optimizer!r}")
         variables = self._allr_variables()
@@ -205,7 +202,8 @@ class RetrainSchedule(Schedule):
         attached = {id(v) for v in optimizer.variables}
         for variable in variables:
             if id(variable) not in attached:
-                # The optimizer's own registration, the one `add_variable` uses.
+                # The registration `add_variable` uses: `variables`, `save_own_variables` and the
+                # state JAX's `fit` passes to its step all read the list it fills.
                 optimizer._track_variable(variable)
 
     def detach(self, optimizer: keras.optimizers.Optimizer) -> None:
