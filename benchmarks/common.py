@@ -12,10 +12,10 @@ import tempfile
 import time
 from typing import Any
 
+from collections.abc import Sequence
+
 from absl import flags
 import numpy as np
-
-from imp_keras import rundir
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,8 +91,17 @@ def set_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    """Median, 25th and 75th percentile of `values`."""
+    values = np.asarray(values, dtype=np.float64)
+    return {"median": float(np.median(values)), "p25": float(np.percentile(values, 25)), "p75": float(np.percentile(values, 75))}
+
+
 def write(directory: str, name: str, report: dict[str, Any], table: str) -> None:
     """Writes `<name>.json` (the report) and `<name>.md` (the table) into `directory`."""
+    # Imported here: rundir imports TensorFlow, which a benchmark's JAX or PyTorch child process must not.
+    from imp_keras import rundir
+
     rundir.write_json(os.path.join(directory, f"{name}.json"), report, allow_nan=False)
     with open(os.path.join(directory, f"{name}.md"), "w") as f:
         f.write(table + "\n")

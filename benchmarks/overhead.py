@@ -60,11 +60,6 @@ SPARSITY = 0.9
 WHOLE_RUN_REPEATS = 2
 
 
-def _percentiles(values: Sequence[float]) -> dict[str, float]:
-    values = np.asarray(values, dtype=np.float64)
-    return {"median": float(np.median(values)), "p25": float(np.percentile(values, 25)), "p75": float(np.percentile(values, 75))}
-
-
 def _compiled(model: keras.Model) -> keras.Model:
     model.compile(
         keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
@@ -109,9 +104,9 @@ def step_times(setup: StepSetup, batches: int = 4) -> dict[str, Any]:
     return {
         "batch_size": setup.batch_size, "steps_per_block": setup.steps, "repeats": setup.repeats,
         "kernel_weights": int(total), "sparsity": SPARSITY,
-        "plain_ms": _percentiles([1e3 * t for t in times["plain"]]),
-        "masked_ms": _percentiles([1e3 * t for t in times["masked"]]),
-        "ratio": _percentiles(ratios),
+        "plain_ms": common.percentiles([1e3 * t for t in times["plain"]]),
+        "masked_ms": common.percentiles([1e3 * t for t in times["masked"]]),
+        "ratio": common.percentiles(ratios),
         "samples_ms": {name: [1e3 * t for t in values] for name, values in times.items()},
     }
 

@@ -5,7 +5,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
-from imp_keras import keras  # noqa: E402
+# Set by tests/test_backends.py when it runs tests/keras3 on the JAX or PyTorch backend: that
+# process must never import TensorFlow, so the tf_keras session below is not touched.
+KERAS3_ONLY = os.environ.get("IMP_KERAS_FLAVOURS") == "keras3"
+if not KERAS3_ONLY:
+    from imp_keras import keras  # noqa: E402
 
 # The same examples on every run: CI stays reproducible while the property tests still cover
 # hundreds of random configs.
@@ -18,6 +22,9 @@ SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "dat
 @pytest.fixture(autouse=True)
 def fresh_keras_session():
     """Same layer names and random numbers in every test."""
+    if KERAS3_ONLY:
+        yield
+        return
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     yield

@@ -305,7 +305,7 @@ BAD_ARGUMENTS = [
     (lambda: IMPCallback(PLAN, export_options={"format": "keras"}), ValueError, r"`export_options` has unknown arguments \['format'\]"),
     (lambda: IMPCallback(PLAN, block_size=(4, 0)), ValueError, r"`block_size` must be a tuple of 2 positive integers"),
     (lambda: NaNGuard("plan"), TypeError, r"`plan` must be an imp_keras.Plan or None"),
-    (lambda: imp_keras.prunable(None), TypeError, r"`model` must be a tf_keras `Model`"),
+    (lambda: imp_keras.prunable(None), TypeError, r"`model` must be a Keras model \(Keras 3, or tf_keras for the tfmot path\). Received: model=None"),
     (lambda: imp_keras.prunable(mlp(), exclude=5), ValueError, r"`exclude` must be a list of layer names or classes. Received: exclude=5"),
     (lambda: imp_keras.prunable(mlp(), exclude=["nope"]), ValueError, r"`exclude` names layers that are not in the model: \['nope'\]"),
     (lambda: imp_keras.prunable(mlp(), exclude=["fc"]), ValueError, r"`model` 'sequential' has no prunable weights"),
@@ -323,7 +323,7 @@ BAD_ARGUMENTS = [
     (lambda: imp_keras.tf_keras.export(mlp(), "out", latency_runs=-1), ValueError, r"`latency_runs` must be an integer >= 0"),
     (lambda: imp_keras.tf_keras.export(mlp(), "out", representative_data="abc"), ValueError, r"`representative_data` must hold arrays of numbers"),
     (lambda: imp_keras.tf_keras.export(mlp(), "out", sample_inputs=np.ones((2, 5))), ValueError, r"`sample_inputs` for input .* has shape \(2, 5\)"),
-    (lambda: verify(None), TypeError, r"`model` must be a tf_keras `Model`"),
+    (lambda: verify(None), TypeError, r"`model` must be a Keras model \(Keras 3, or tf_keras for the tfmot path\). Received: model=None"),
     (lambda: verify(mlp()), ValueError, r"`model` 'sequential' has no imp_keras mask holders"),
     (lambda: models.build("resnet18", (32, 32, 3), 10), ValueError, r"`name` must be one of"),
     (

@@ -5,13 +5,14 @@ The measurements themselves are in BENCHMARKS.md; these only keep the scripts wo
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from benchmarks import accuracy, baselines, overhead, selection
+from benchmarks import accuracy, backends, baselines, common, overhead, selection
 from imp_keras import keras, models
 from imp_keras.tf_keras import masking
 
@@ -114,3 +115,24 @@ def test_selection_smoke(tmp_path):
     for case in report["cases"].values():
         assert set(case["criteria"]) == {"global", "uniform", "uniform_plus", "erk", "lamp"}
         assert case["count"] > 0 and case["partition"]["median"] > 0
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(common.SHARED_DATA, "mnist")), reason="needs the MNIST IDX files")
+def test_backends_smoke(tmp_path):
+    """tf_keras and Keras 3 on TensorFlow, JAX and PyTorch, each in its own process (about 35 s)."""
+    backends.run(smoke=True, out_dir=str(tmp_path), cpus=1)
+    assert (tmp_path / "backends.md").stat().st_size > 0
+    report = json.loads((tmp_path / "backends.json").read_text())
+    assert finite(report) and report["smoke"] is True and report["command"].startswith("python -m benchmarks.backends")
+    assert len(report["machine"]["load_average"]) == 3
+    assert set(report["flavours"]) == {"tf_keras", "keras3_tensorflow", "keras3_jax", "keras3_torch"}
+    for flavour, entry in report["flavours"].items():
+        summary = entry["summary"]
+        numbers = [summary["plain_ms"]["median"], summary["masked_ms"]["median"], summary["ratio"]["median"],
+                   *summary["epoch_seconds"].values(), *summary["epoch_ms_per_step"].values()]
+        assert all(n > 0 for n in numbers), flavour
+        assert entry["masked_fraction"] == pytest.approx(0.9, abs=1e-5) and entry["cpus"] == entry["cpus"][:1]
+        assert entry["images"] == backends.SMOKE_IMAGES and entry["steps_per_epoch"] == 8
+    assert not report["flavours"]["keras3_jax"]["tensorflow_imported"]
+    assert not report["flavours"]["keras3_torch"]["tensorflow_imported"]
+    assert report["flavours"]["keras3_jax"]["jit_compile"] and not report["flavours"]["keras3_torch"]["jit_compile"]

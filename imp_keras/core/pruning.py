@@ -5,29 +5,83 @@ Each flavour's callback reads its model into NumPy (masks, weights), asks a `Pru
 do, and applies the answer to its own variables; the decisions never see Keras.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 import dataclasses
 import math
+import os
+import re
 import warnings
+from typing import Any
 
 import numpy as np
 
+from imp_keras.core.checks import check_bool
+
 from imp_keras.core.faults import NonFiniteError, describe_epoch
 from imp_keras.core.plan import Plan
-from imp_keras.core.selection import CRITERIA, Criterion, get_criterion, max_removable, select, select_blocks, within_blocks
+from imp_keras.core.selection import (
+    CRITERIA, Criterion, check_block_size, get_criterion, max_removable, select, select_blocks, within_blocks,
+)
 
-__all__ = ["PHASE_PRETRAIN", "PHASE_RETRAIN", "Pruning", "PruningRun", "check_selection_with_blocks"]
+__all__ = ["PHASE_PRETRAIN", "PHASE_RETRAIN", "Pruning", "PruningRun", "callback_settings", "rung_cycle", "rung_name"]
 
 PHASE_PRETRAIN = 0
 PHASE_RETRAIN = 1
 
 
-def check_selection_with_blocks(selection: str | Criterion, block_size: tuple[int, int] | None) -> None:
-    if block_size is not None and selection != "global" and selection is not CRITERIA["global"]:
-        raise ValueError(
-            "`block_size` ranks blocks by magnitude over one global threshold, so it needs "
-            f"selection='global'. Received: selection={selection!r}, block_size={block_size!r}"
-        )
+def callback_settings(
+    plan: Plan,
+    schedule: Any,
+    schedule_type: type,
+    selection: str | Criterion,
+    reset_optimizer: bool,
+    block_size: tuple[int, int] | None,
+    verbose: int,
+    ladder_dir: str | os.PathLike | None,
+    export_dir: str | os.PathLike | None,
+    export_options: Mapping[str, Any] | None,
+    export_keywords: Sequence[str],
+) -> dict[str, Any]:
+    """IMPCallback's arguments, checked, as the attributes both flavours' callbacks keep."""
+    if not isinstance(plan, Plan):
+        raise TypeError(f"`plan` must be an imp_keras.Plan. Received: plan={plan!r}")
+    if schedule is not None:
+        if not isinstance(schedule, schedule_type):
+            raise TypeError(f"`schedule` must be an imp_keras.RetrainSchedule or None. Received: schedule={schedule!r}")
+        if schedule.plan != plan:
+            raise ValueError(f"`schedule` was built for another plan: {schedule.plan} != {plan}")
+    check_bool("reset_optimizer", reset_optimizer)
+    if block_size is not None:
+        block_size = check_block_size(block_size)
+        if selection != "global" and selection is not CRITERIA["global"]:
+            raise ValueError(
+                "`block_size` ranks blocks by magnitude over one global threshold, so it needs "
+                f"selection='global'. Received: selection={selection!r}, block_size={block_size!r}"
+            )
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
+    for argument, value in (("ladder_dir", ladder_dir), ("export_dir", export_dir)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"`{argument}` must be a path or None. Received: {argument}={value!r}")
+    get_criterion(selection)  # refuses an unknown name now, not at fit
+    if export_options is None:
+        export_options = {}
+    if not isinstance(export_options, Mapping):
+        raise ValueError(f"`export_options` must be a dict of `imp_keras.export` arguments. Received: export_options={export_options!r}")
+    unknown = sorted(set(export_options) - set(export_keywords))
+    if unknown:
+        raise ValueError(f"`export_options` has unknown arguments {unknown}; `imp_keras.export` takes {list(export_keywords)}.")
+    return {
+        "plan": plan,
+        "schedule": schedule,
+        "selection": selection,
+        "reset_optimizer": reset_optimizer,
+        "block_size": block_size,
+        "verbose": verbose,
+        "ladder_dir": None if ladder_dir is None else os.fspath(ladder_dir),
+        "export_dir": None if export_dir is None else os.fspath(export_dir),
+        "export_options": dict(export_options),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,3 +271,14 @@ class PruningRun:
             logs["allr_d"] = float(d[cycle - 1]) if cycle else float("nan")
             logs["eta_star"] = float(peaks[cycle - 1]) if cycle else float("nan")
         return logs
+
+
+def rung_name(cycle: int, sparsity: float) -> str:
+    """The ladder file of the model after `cycle`, e.g. `cycle02_sparsity78.46.keras`."""
+    return f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras"
+
+
+def rung_cycle(name: str) -> int | None:
+    """The cycle of a ladder file named by `rung_name`; None for any other name."""
+    match = re.fullmatch(r"cycle(\d+)_sparsity[\d.]+\.keras", name)
+    return int(match[1]) if match else None

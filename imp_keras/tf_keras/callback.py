@@ -2,7 +2,6 @@
 
 import inspect
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,9 +9,9 @@ import numpy as np
 
 from imp_keras import distribution
 from imp_keras.core.plan import Plan
-from imp_keras.core.pruning import PHASE_PRETRAIN, PHASE_RETRAIN, PruningRun, check_selection_with_blocks
+from imp_keras.core.pruning import PHASE_PRETRAIN, PHASE_RETRAIN, PruningRun, callback_settings, rung_cycle, rung_name
 from imp_keras.core.rules import InvariantError, broken
-from imp_keras.core.selection import Criterion, check_block_size, get_criterion
+from imp_keras.core.selection import Criterion
 from imp_keras.export import tf_keras as exporter  # the module: the exporter imports this package too
 from imp_keras.export.report import ExportReport
 from imp_keras.tf_keras import masking
@@ -22,27 +21,8 @@ from imp_keras.tf_keras.verify import verify
 
 __all__ = ["IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN", "rung_cycle", "rung_name"]
 
-def _check_export_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    if options is None:
-        return {}
-    if not isinstance(options, Mapping):
-        raise ValueError(f"`export_options` must be a dict of `imp_keras.tf_keras.export` arguments. Received: export_options={options!r}")
-    keywords = [name for name, p in inspect.signature(exporter.export).parameters.items() if name not in ("model", "out_dir")]
-    unknown = sorted(set(options) - set(keywords))
-    if unknown:
-        raise ValueError(f"`export_options` has unknown arguments {unknown}; `imp_keras.tf_keras.export` takes {keywords}.")
-    return dict(options)
-
-
-def rung_name(cycle: int, sparsity: float) -> str:
-    """The ladder file of the model after `cycle`, e.g. `cycle02_sparsity78.46.keras`."""
-    return f"cycle{cycle:02d}_sparsity{100 * sparsity:05.2f}.keras"
-
-
-def rung_cycle(name: str) -> int | None:
-    """The cycle of a ladder file named by `rung_name`; None for any other name."""
-    match = re.fullmatch(r"cycle(\d+)_sparsity[\d.]+\.keras", name)
-    return int(match[1]) if match else None
+def _export_keywords() -> list[str]:
+    return [name for name in inspect.signature(exporter.export).parameters if name not in ("model", "out_dir")]
 
 
 class IMPCallback(keras.callbacks.Callback):
@@ -110,33 +90,12 @@ class IMPCallback(keras.callbacks.Callback):
         verbose: int = 1,
     ):
         super().__init__()
-        if not isinstance(plan, Plan):
-            raise TypeError(f"`plan` must be an imp_keras.Plan. Received: plan={plan!r}")
-        if schedule is not None:
-            if not isinstance(schedule, RetrainSchedule):
-                raise TypeError(f"`schedule` must be an imp_keras.RetrainSchedule or None. Received: schedule={schedule!r}")
-            if schedule.plan != plan:
-                raise ValueError(f"`schedule` was built for another plan: {schedule.plan} != {plan}")
-        if not isinstance(reset_optimizer, bool):
-            raise ValueError(f"`reset_optimizer` must be a bool. Received: reset_optimizer={reset_optimizer!r}")
-        if block_size is not None:
-            block_size = check_block_size(block_size)
-            check_selection_with_blocks(selection, block_size)
-        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-            raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
-        for argument, value in (("ladder_dir", ladder_dir), ("export_dir", export_dir)):
-            if value is not None and not isinstance(value, (str, os.PathLike)):
-                raise TypeError(f"`{argument}` must be a path or None. Received: {argument}={value!r}")
-        self.plan = plan
+        settings = callback_settings(
+            plan, schedule, RetrainSchedule, selection, reset_optimizer, block_size, verbose, ladder_dir, export_dir,
+            export_options, _export_keywords(),
+        )
+        vars(self).update(settings)
         self._given_schedule = schedule
-        self.schedule = schedule
-        self.selection = selection
-        get_criterion(selection)  # refuses an unknown name now, not at fit
-        self.reset_optimizer = reset_optimizer
-        self.block_size = block_size
-        self.ladder_dir = None if ladder_dir is None else os.fspath(ladder_dir)
-        self.export_dir = None if export_dir is None else os.fspath(export_dir)
-        self.export_options = _check_export_options(export_options)
         self.export_report: ExportReport | None = None
         self._finished_plan = False
         self.verbose = verbose

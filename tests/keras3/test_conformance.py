@@ -1,0 +1,161 @@
+"""What every flavour promises, tested the same way: tf_keras, and Keras 3 on TensorFlow, JAX and
+PyTorch (tests/test_backends.py runs this file on the other backends)."""
+
+import numpy as np
+import pytest
+
+import imp_keras
+from imp_keras import Plan
+
+# Plan(0.9, cycles=3) over 120 weights: p = 1 - 0.1^(1/3) = 0.5358 removes round(64.30) = 64,
+# round(30.01) = 30, round(13.93) = 14.
+PLAN = Plan(goal_sparsity=0.9, cycles=3, pretrain_epochs=1, retrain_epochs=1)
+ALIVE = [120, 56, 26, 12]
+STEPS = 4  # 64 examples, batch 16
+
+
+def compile_imp(api, model, optimizer=None, kind="slr"):
+    schedule = api.RetrainSchedule(0.1, PLAN, steps_per_epoch=STEPS, kind=kind)
+    optimizer = optimizer or api.keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+    model.compile(optimizer, loss=api.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return schedule
+
+
+def fit_imp(api, model, data, schedule=None, epochs=PLAN.total_epochs, callbacks=(), **kwargs):
+    callback = api.IMPCallback(PLAN, schedule, verbose=0, **kwargs)
+    history = model.fit(*data, batch_size=16, epochs=epochs, callbacks=[callback, *callbacks], verbose=0, shuffle=False)
+    return history, callback
+
+
+def assert_pruned_stay_zero(api, model, numpy):
+    for entry in api.masked_weights(model):
+        mask = numpy(entry.mask)
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+        assert not numpy(entry.weight)[mask == 0].any(), entry.name
+
+
+def test_run_follows_the_plan_and_publishes_its_logs(api, make_mlp, train_data, numpy):
+    model = api.prunable(make_mlp(api))
+    schedule = compile_imp(api, model, kind="allr")
+    history, _ = fit_imp(api, model, train_data, schedule)
+    logs = history.history
+    assert logs["sparsity"] == pytest.approx([1 - a / 120 for a in ALIVE])
+    assert logs["cycle"] == [0, 1, 2, 3] and logs["phase"] == [0, 1, 1, 1]
+    rate_key = "lr" if api.FLAVOUR == "tf_keras" else "learning_rate"
+    assert len(logs[rate_key]) == 4 and np.isnan(logs["allr_d"][0]) and all(0 < d < 1 for d in logs["allr_d"][1:])
+    assert logs["eta_star"][1:] == pytest.approx([schedule.shape.allr_peak(c, d) for c, d in zip((1, 2, 3), logs["allr_d"][1:])], rel=1e-5)
+    report = api.verify(model, PLAN, cycle=3)
+    assert (report.alive, report.total, report.slots) == (12, 120, 2)
+    assert_pruned_stay_zero(api, model, numpy)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd_l2", "adam", "adamw", "sgd_ema", "clipnorm"])
+def test_pruned_weights_and_their_slots_stay_zero(api, make_mlp, train_data, numpy, optimizer):
+    k = api.keras
+    base = make_mlp(api)
+    if optimizer == "sgd_l2":
+        for layer in base.layers:
+            layer.kernel_regularizer = k.regularizers.L2(1e-3)
+    model = api.prunable(base)
+    options = {
+        "sgd_l2": lambda: k.optimizers.SGD(0.05, momentum=0.9),
+        "adam": lambda: k.optimizers.Adam(0.01),
+        "adamw": lambda: k.optimizers.AdamW(0.01, weight_decay=0.1),
+        "sgd_ema": lambda: k.optimizers.SGD(0.05, momentum=0.9, use_ema=True, ema_overwrite_frequency=2),
+        "clipnorm": lambda: k.optimizers.SGD(0.05, momentum=0.9, clipnorm=0.01),
+    }
+    compile_imp(api, model, options[optimizer]())
+    fit_imp(api, model, train_data)
+    assert_pruned_stay_zero(api, model, numpy)
+    assert api.verify(model, PLAN, cycle=3).alive == 12
+
+
+def test_strip_and_save_load_keep_masks_reports_and_outputs(api, make_mlp, train_data, numpy, tmp_path):
+    model = api.prunable(make_mlp(api))
+    fit_imp(api, model, train_data, compile_imp(api, model))
+    x = train_data[0][:8]
+    before = api.sparsity_report(model)
+    stripped = api.strip(model)
+    assert [type(l).__name__ for l in stripped.layers if type(l).__name__ == "MaskHolder"] == []
+    assert api.sparsity_report(stripped) == before and before.pruned == 108
+    np.testing.assert_allclose(numpy(stripped(x)), numpy(model(x)), atol=1e-6)
+
+    model.save(tmp_path / "pruned.keras")
+    loaded = api.keras.models.load_model(tmp_path / "pruned.keras")
+    np.testing.assert_array_equal(numpy(loaded(x)), numpy(model(x)))
+    assert api.sparsity_report(loaded) == before
+    # A new optimizer on a model loaded without compiling: the masks alone keep pruned weights at 0.
+    fresh = api.keras.models.load_model(tmp_path / "pruned.keras", compile=False)
+    fresh.compile(api.keras.optimizers.Adam(0.01), loss=api.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    fresh.fit(*train_data, batch_size=16, epochs=2, verbose=0)
+    assert_pruned_stay_zero(api, fresh, numpy)
+    assert api.sparsity_report(fresh) == before
+
+
+def test_save_weights_load_weights_restores_the_masks(api, make_mlp, train_data, numpy, tmp_path):
+    model = api.prunable(make_mlp(api))
+    fit_imp(api, model, train_data, compile_imp(api, model))
+    path = str(tmp_path / ("pruned.weights.h5" if api.FLAVOUR == "keras3" else "pruned.h5"))
+    model.save_weights(path)
+    other = api.prunable(make_mlp(api, seed=1))
+    other.load_weights(path)
+    for a, b in zip(api.masked_weights(model), api.masked_weights(other)):
+        np.testing.assert_array_equal(numpy(a.mask), numpy(b.mask))
+        np.testing.assert_array_equal(numpy(a.weight), numpy(b.weight))
+
+
+def test_several_fit_calls_continue_the_plan(api, make_mlp, train_data, numpy):
+    model = api.prunable(make_mlp(api))
+    schedule = compile_imp(api, model)
+    callback = api.IMPCallback(PLAN, schedule, verbose=0)
+    for epoch in range(PLAN.total_epochs):
+        model.fit(*train_data, batch_size=16, initial_epoch=epoch, epochs=epoch + 1, callbacks=[callback], verbose=0, shuffle=False)
+        assert api.verify(model, PLAN, cycle=PLAN.cycle_at(epoch)).alive == ALIVE[epoch]
+    assert_pruned_stay_zero(api, model, numpy)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_backup_and_restore_resumes_to_the_same_masks(api, make_mlp, train_data, numpy, tmp_path):
+    def run(interrupt_after=None):
+        model = api.prunable(make_mlp(api))
+        schedule = compile_imp(api, model)
+        stop = api.keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: (_ for _ in ()).throw(Interrupt()) if epoch == interrupt_after else None
+        )
+        backup = api.keras.callbacks.BackupAndRestore(str(tmp_path / f"backup{interrupt_after}"))
+        try:
+            fit_imp(api, model, train_data, schedule, callbacks=[backup, stop])
+        except Interrupt:
+            model = api.prunable(make_mlp(api))
+            schedule = compile_imp(api, model)
+            fit_imp(api, model, train_data, schedule, callbacks=[api.keras.callbacks.BackupAndRestore(str(tmp_path / f"backup{interrupt_after}"))])
+        return model
+
+    whole, resumed = run(), run(interrupt_after=2)
+    for a, b in zip(api.masked_weights(whole), api.masked_weights(resumed)):
+        np.testing.assert_array_equal(numpy(a.mask), numpy(b.mask))
+        np.testing.assert_allclose(numpy(a.weight), numpy(b.weight), atol=1e-6)
+
+
+def test_mixed_precision(api, make_mlp, train_data, numpy, mixed_policy):
+    policy = "mixed_float16" if api.FLAVOUR == "tf_keras" else mixed_policy
+    if api.FLAVOUR == "tf_keras":
+        api.keras.mixed_precision.set_global_policy(policy)
+    else:
+        api.keras.config.set_dtype_policy(policy)
+    model = api.prunable(make_mlp(api))
+    fit_imp(api, model, train_data, compile_imp(api, model))
+    assert_pruned_stay_zero(api, model, numpy)
+    assert api.verify(model, PLAN, cycle=3).alive == 12
+
+
+def test_top_level_names_dispatch_by_the_model(api, make_mlp):
+    model = imp_keras.prunable(make_mlp(api))
+    assert type(model).__module__.startswith("tf_keras" if api.FLAVOUR == "tf_keras" else "keras")
+    assert isinstance(imp_keras.masked_weights(model)[0].layer, api.keras.layers.Dense)
+    schedule = imp_keras.RetrainSchedule(api.keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5), PLAN, STEPS)
+    assert isinstance(schedule, api.RetrainSchedule) and isinstance(schedule, imp_keras.RetrainSchedule)
+    assert isinstance(imp_keras.IMPCallback(PLAN, schedule), api.IMPCallback)
