@@ -29,3 +29,14 @@ def fresh_keras_session():
     keras.utils.set_random_seed(0)
     yield
     keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture
+def op_determinism():
+    """Deterministic TensorFlow kernels for one test, switched off again so no later test inherits them."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config  # no public API switches it off again
+
+    tf.config.experimental.enable_op_determinism()
+    yield
+    config.disable_op_determinism()

@@ -11,7 +11,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import imp_keras
 from imp_keras import IMPCallback, Plan, RetrainSchedule, keras
@@ -250,8 +249,6 @@ class KillAt(keras.callbacks.Callback):
 def _kill_and_resume(tmp_path, kill_epoch, kill_batch, backup_first, save_freq):
     """The reference run, and a run killed at (kill_epoch, kill_batch) then restarted as a new
     process would: everything rebuilt, BackupAndRestore on the same directory."""
-    tf.config.experimental.enable_op_determinism()
-
     def callbacks(schedule, extra=()):
         imp = IMPCallback(PLAN, schedule, verbose=0)
         backup = keras.callbacks.BackupAndRestore(os.fspath(tmp_path / "backup"), save_freq=save_freq)
@@ -277,7 +274,7 @@ def _kill_and_resume(tmp_path, kill_epoch, kill_batch, backup_first, save_freq):
         (5, 3, True),   # last step of the last epoch
     ],
 )
-def test_kill_and_resume_ends_identical(tmp_path, kill_epoch, kill_batch, backup_first):
+def test_kill_and_resume_ends_identical(op_determinism, tmp_path, kill_epoch, kill_batch, backup_first):
     reference, reference_schedule, resumed, resumed_schedule, history = _kill_and_resume(
         tmp_path, kill_epoch, kill_batch, backup_first, "epoch"
     )
@@ -294,7 +291,7 @@ def test_kill_and_resume_ends_identical(tmp_path, kill_epoch, kill_batch, backup
         (4, 3, 3),  # restored at step 18: inside cycle 2's pruning epoch
     ],
 )
-def test_resume_from_mid_epoch_checkpoint_keeps_the_plan(tmp_path, kill_epoch, kill_batch, save_freq):
+def test_resume_from_mid_epoch_checkpoint_keeps_the_plan(op_determinism, tmp_path, kill_epoch, kill_batch, save_freq):
     # tf_keras restarts a mid-epoch restore from the epoch's first batch, so the data order and the
     # weights differ from an uninterrupted run; the plan must still hold exactly, with no re-pruning.
     reference, reference_schedule, resumed, resumed_schedule, history = _kill_and_resume(

@@ -472,15 +472,6 @@ def test_imagenet_random_resized_crop_varies_with_the_seed():
 # Pipelines: determinism, resume, sizes, validation split
 
 
-@pytest.fixture
-def op_determinism():
-    tf.config.experimental.enable_op_determinism()
-    yield
-    from tensorflow.python.framework import config  # no public API switches it off again
-
-    config.disable_op_determinism()
-
-
 def batches_of(dataset):
     return [(images.numpy(), labels.numpy()) for images, labels in dataset]
 
