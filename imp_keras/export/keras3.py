@@ -238,6 +238,15 @@ class _Checker:
             format, path, checks.sizes(path), outputs, self.expected, found, self.pruned, exact=True, **fields
         )
 
+    def _same_weights(self, loaded: keras.Model) -> dict[str, np.ndarray]:
+        """The reloaded copies of the pruned kernels, matched by position: a reloaded Sequential
+        model builds its layers outside the model's name scope, so `sequential/fc/kernel` comes
+        back as `fc/kernel`."""
+        pairs = list(zip(self.model.weights, loaded.weights))
+        if len(self.model.weights) != len(loaded.weights) or any(a.shape != b.shape for a, b in pairs):
+            return {}  # zero_counts then names every kernel as not found
+        return {a.path: keras.ops.convert_to_numpy(b) for a, b in pairs if a.path in self.kernels}
+
     def _load_and_run(self, format: str, path: str) -> tuple[list[np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
         """The file's outputs on the samples, its copies of the pruned kernels (Keras layout) and
         the `FileReport` fields of its format."""
@@ -247,9 +256,7 @@ class _Checker:
             else:
                 loaded = keras.models.clone_model(self.model)
                 loaded.load_weights(path)
-            weights = _weights(loaded)
-            found = {name: weights[name] for name in self.kernels if name in weights}
-            return _predict(loaded, self.samples, self.batch), found, {}
+            return _predict(loaded, self.samples, self.batch), self._same_weights(loaded), {}
         if format == TF_SAVED_MODEL:
             found = checks.match_kernels(saved_model.variables(path), self.kernels, any_layout=True)
             return saved_model.run(path, self.samples, self.batch), found, {}

@@ -4,7 +4,8 @@ match the model, and the zeroed half of every kernel is zero in it; formats the 
 write are refused by name; a fixed batch size and a failing converter are handled.
 
 Models: Conv2D 4 3x3 on 8x8x3 + Dense 5 (kernels 108 + 720 = 828 weights, 414 zeroed); a fixed
-batch-2 MLP 6-8-3 (kernels 48 + 24 = 72 weights, 36 zeroed, passed as `pruned`).
+batch-2 MLP 6-8-3 (kernels 48 + 24 = 72 weights, 36 zeroed, passed as `pruned`); a Sequential
+MLP 6-8-3 (36 of 72 zeroed) in the native formats.
 """
 
 import json
@@ -58,6 +59,14 @@ def test_every_default_format_is_written_reloaded_and_keeps_its_zeros(run):
         assert file["pruned_zero"] == file["pruned_weights"] == 414, format
         assert file["max_abs_diff"] <= 1e-5 and file["bytes"] > 0, format
         assert file["path"].endswith(FILE_NAMES[format])
+
+
+def test_reloaded_sequential_model_is_checked_weight_by_weight(run):
+    # Its reloaded variables lose the `sequential/` prefix; every kernel must still be found.
+    sequential = run["sequential"]
+    assert sequential["passed"] and sequential["pruned"] == 36
+    for format in NATIVE:
+        assert sequential["files"][format]["pruned_zero"] == 36 and not sequential["files"][format]["problems"]
 
 
 def test_formats_the_backend_cannot_write_are_refused_by_name(run):

@@ -18,6 +18,9 @@ import numpy as np  # noqa: E402
 import imp_keras  # noqa: E402
 
 
+NATIVE = ("keras", "weights_h5")
+
+
 def half_zero(model):
     """Sets a seeded half of every kernel's entries to exactly 0; returns path -> zeroed positions."""
     rng = np.random.default_rng(0)
@@ -77,6 +80,12 @@ def main(out_dir):
             except ValueError as e:
                 results["refused"][format] = str(e)
     results["refused_dir_created"] = os.path.exists(os.path.join(out_dir, "refused"))
+
+    keras.utils.set_random_seed(2)
+    sequential = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, name="hidden"), keras.layers.Dense(3, name="out")])
+    half_zero(sequential)
+    sequential_dir = os.path.join(out_dir, "sequential")
+    results["sequential"] = summary(exporter.export(sequential, sequential_dir, NATIVE, verbose=0), sequential_dir)
 
     mlp = fixed_batch_mlp()
     masks = half_zero(mlp)
