@@ -32,6 +32,7 @@ from imp_keras.core.selection import CRITERIA, select
 
 __all__ = [
     "CRITERIA",
+    "GMPCallback",
     "IMPCallback",
     "InvariantError",
     "KINDS",
@@ -131,6 +132,15 @@ class IMPCallback(metaclass=_ByFlavour):
     @staticmethod
     def _flavour_for(plan: Any = None, schedule: Any = None, *args: Any, **kwargs: Any) -> str:
         return flavour_of(schedule) or default_flavour()
+
+
+class GMPCallback(metaclass=_ByFlavour):
+    """Prunes gradually to a goal inside `model.fit` (see `imp_keras.core.gradual.GMPCallbackBase`);
+    the default flavour (use `imp_keras.keras3.GMPCallback` or `imp_keras.tf_keras.GMPCallback` to choose)."""
+
+    @staticmethod
+    def _flavour_for(*args: Any, **kwargs: Any) -> str:
+        return default_flavour()
 
 
 class NaNGuard(metaclass=_ByFlavour):

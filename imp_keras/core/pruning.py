@@ -21,10 +21,10 @@ from imp_keras.core.checks import check_bool
 from imp_keras.core.faults import NonFiniteError, describe_epoch
 from imp_keras.core.plan import Plan
 from imp_keras.core.callback import MaskCallback, output_settings
-from imp_keras.core.selection import Criterion, get_criterion, max_removable, select, select_blocks, within_blocks
+from imp_keras.core.selection import Criterion, max_removable, select, select_blocks, within_blocks
 
 __all__ = [
-    "IMPCallbackBase", "PHASE_PRETRAIN", "PHASE_RETRAIN", "Pruning", "PruningRun", "plan_settings", "rung_cycle", "rung_name",
+    "IMPCallbackBase", "PHASE_PRETRAIN", "PHASE_RETRAIN", "Pruning", "PruningRun", "check_reachable", "plan_settings", "prune_to", "rung_cycle", "rung_name",
 ]
 
 PHASE_PRETRAIN = 0
@@ -42,6 +42,60 @@ def plan_settings(plan: Plan, schedule: Any, schedule_type: type, reset_optimize
             raise ValueError(f"`schedule` was built for another plan: {schedule.plan} != {plan}")
     check_bool("reset_optimizer", reset_optimizer)
     return {"plan": plan, "schedule": schedule, "reset_optimizer": reset_optimizer}
+
+
+def check_reachable(selection: str | Criterion, shapes: Sequence[tuple[int, ...]], needed: int, goal_sparsity: float) -> None:
+    """Refuses a goal that needs `needed` of the weights of full tensors of `shapes` removed when
+    `selection` cannot remove that many (`uniform_plus` keeps some)."""
+    shapes = [tuple(shape) for shape in shapes]
+    n_total = sum(math.prod(shape) for shape in shapes)
+    removable = max_removable(selection, shapes)
+    if removable is not None and needed > removable:
+        raise ValueError(
+            f"goal_sparsity={goal_sparsity} needs {needed:,} of the {n_total:,} prunable weights "
+            f"removed, but selection={selection!r} can remove at most {removable:,} "
+            f"({removable / n_total:.2%} sparsity): it keeps the first convolution kernel dense and at "
+            "least 20 % of the last tensor. Lower `goal_sparsity`, or choose another selection."
+        )
+
+
+def prune_to(
+    target: int,
+    weights: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    selection: str | Criterion,
+    block_sizes: Sequence[tuple[int, int] | None],
+    names: Sequence[str],
+    *,
+    label: str,
+    where: str,
+) -> list[np.ndarray]:
+    """New masks (True = alive) with `target` weights alive, removed from the alive ones by
+    `selection`, or by whole blocks of `block_sizes` (then as close to `target` as blocks allow).
+
+    Aiming at an alive count, not at a number to remove, keeps block rounding from accumulating.
+    `where` ("epoch 7 (IMP cycle 2 of 3, ...)") names the moment in the error on NaN or Inf
+    weights; `label` ("IMP cycle 2") in the warning on a tensor losing its last weight.
+    """
+    faulty = [name for name, w in zip(names, weights) if not np.isfinite(w).all()]
+    if faulty:
+        raise NonFiniteError(
+            f"Cannot prune at {where}: {', '.join(faulty)} hold NaN or Inf weights. "
+            "Add imp_keras.NaNGuard to fit's callbacks to stop at the batch where they appear."
+        )
+    masks = [np.asarray(m) != 0 for m in masks]
+    count = max(0, sum(int(np.count_nonzero(m)) for m in masks) - target)
+    if any(block_sizes):
+        new_masks = select_blocks(weights, masks, count, block_sizes)
+    else:
+        new_masks = select(selection, weights, masks, count)
+    for name, old, new in zip(names, masks, new_masks):
+        if old.any() and not new.any():
+            warnings.warn(
+                f"{label}: {selection!r} selection removed every remaining weight of {name}; the layer no longer passes any signal.",
+                stacklevel=4,
+            )
+    return new_masks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +132,6 @@ class PruningRun:
     ):
         self.plan = plan
         self.selection = selection
-        self.criterion = get_criterion(selection)
         self.names = list(names)
         self.block_sizes = list(block_sizes)
         self.steps_per_epoch = steps_per_epoch
@@ -86,18 +139,8 @@ class PruningRun:
         self.tolerance = within_blocks(self.block_sizes)
         self.alive = self.n_total
         self.verified_masks: tuple[np.ndarray, ...] | None = None
-        self._check_goal_reachable([tuple(s) for s in shapes])
-
-    def _check_goal_reachable(self, shapes: list[tuple[int, ...]]) -> None:
-        removable = max_removable(self.criterion, shapes)
-        needed = self.n_total - self.plan.alive_after(self.plan.cycles, self.n_total)
-        if removable is not None and needed > removable:
-            raise ValueError(
-                f"goal_sparsity={self.plan.goal_sparsity} needs {needed:,} of the {self.n_total:,} prunable weights "
-                f"removed, but selection={self.selection!r} can remove at most {removable:,} "
-                f"({removable / self.n_total:.2%} sparsity): it keeps the first convolution kernel dense and at "
-                "least 20 % of the last tensor. Lower `goal_sparsity`, or choose another selection."
-            )
+        needed = self.n_total - plan.alive_after(plan.cycles, self.n_total)
+        check_reachable(selection, shapes, needed, plan.goal_sparsity)
 
     def check_fit(self, epochs: int | None, steps: int | None) -> None:
         """Refuses a `fit` longer than the plan, or with other steps per epoch than the schedule."""
@@ -164,28 +207,13 @@ class PruningRun:
           weights, masks: the prunable tensors and their masks (True = alive), in model order.
           squared_norm: ||theta||^2 over every trainable variable, for ALLR's d; None skips d.
         """
-        faulty = [name for name, w in zip(self.names, weights) if not np.isfinite(w).all()]
-        if faulty:
-            raise NonFiniteError(
-                f"Cannot prune at {describe_epoch(self.plan, epoch)}: {', '.join(faulty)} hold NaN or Inf weights. "
-                "Add imp_keras.NaNGuard to fit's callbacks to stop at the batch where they appear."
-            )
         masks = [np.asarray(m) != 0 for m in masks]
-        if any(self.block_sizes):
-            # Aim at the plan's alive count, not its removal count, so block rounding never accumulates.
-            count = max(0, self.alive - self.plan.alive_after(cycle, self.n_total))
-            new_masks = select_blocks(weights, masks, count, self.block_sizes)
-            count = self.alive - sum(int(np.count_nonzero(m)) for m in new_masks)
-        else:
-            count = self.plan.removal_count(cycle, self.n_total)
-            new_masks = select(self.criterion, weights, masks, count)
-        for name, old, new in zip(self.names, masks, new_masks):
-            if old.any() and not new.any():
-                warnings.warn(
-                    f"IMP cycle {cycle}: {self.selection!r} selection removed every remaining weight of "
-                    f"{name}; the layer no longer passes any signal.",
-                    stacklevel=3,
-                )
+        target = self.plan.alive_after(cycle, self.n_total)
+        new_masks = prune_to(
+            target, weights, masks, self.selection, self.block_sizes, self.names,
+            label=f"IMP cycle {cycle}", where=describe_epoch(self.plan, epoch),
+        )
+        count = self.alive - sum(int(np.count_nonzero(m)) for m in new_masks)
         d = None
         if squared_norm is not None:
             removed = sum(float(np.sum(np.square(w[o & ~n], dtype=np.float64))) for w, o, n in zip(weights, masks, new_masks))
