@@ -183,6 +183,28 @@ def test_gmp_saves_the_final_model_to_its_ladder(api, make_mlp, train_data, tmp_
     assert api.sparsity_report(loaded).pruned == 108
 
 
+def test_gmp_exports_the_final_model(api, make_mlp, train_data, tmp_path):
+    model = api.prunable(make_mlp(api))
+    compile_gmp(api, model)
+    _, gmp = fit_gmp(api, model, train_data, export_dir=tmp_path, export_options={"formats": ["keras"], "verbose": 0})
+    assert gmp.export_report.pruned_weights == 108 and [f.format for f in gmp.export_report.files] == ["keras"]
+    assert api.sparsity_report(api.keras.models.load_model(tmp_path / "model.keras")).pruned == 108
+
+
+def test_gmp_block_size_prunes_whole_blocks_close_to_every_count(api, make_mlp, train_data, numpy):
+    # Both kernels are Dense, cut into (4, 1) blocks: every update lands within 4 // 2 = 2 of its count.
+    model = api.prunable(make_mlp(api))
+    compile_gmp(api, model)
+    probe = Probe(api, numpy)
+    fit_gmp(api, model, train_data, [probe.callback(every_step=False)], block_size=(4, 1))
+    alive = [sum(int(m.sum()) for m in masks) for masks in probe.masks]
+    assert all(abs(a - b) <= 2 for a, b in zip(alive, ALIVE_AT_EPOCH_END)), alive
+    for masks in probe.masks:
+        for mask in masks:
+            blocks = mask.reshape(-1, 4, mask.shape[1])
+            assert (blocks.all(axis=1) | ~blocks.any(axis=1)).all(), "a block is partly pruned"
+
+
 def test_gmp_refuses_masks_of_another_run(api, make_mlp, train_data):
     model = api.prunable(make_mlp(api))
     compile_gmp(api, model)
