@@ -286,8 +286,9 @@ class GMPCallbackBase(MaskCallback):
     is exactly round(S * n) pruned, and `verify` checks every invariant (binary, monotone masks;
     pruned weights and their optimizer state 0.0; the schedule's alive count), again at the end of
     the run. The position is the optimizer's step count, so a run resumed by
-    `keras.callbacks.BackupAndRestore` (listed after this callback) or continued by another `fit`
-    updates the same masks at the same steps; masks that do not fit the schedule at the start of an
+    `keras.callbacks.BackupAndRestore` (listed before or after this callback: a backup saved just
+    before an update gets it when restored) or continued by another `fit` updates the same masks at
+    the same steps; masks that do not fit the schedule at the start of an
     epoch are refused. A window that ends after the run, or a goal the selection cannot reach, is
     refused before training (at construction when `epochs` and `steps_per_epoch` are given).
 
@@ -392,7 +393,7 @@ class GMPCallbackBase(MaskCallback):
             print(self._run.describe(epoch, self._updates))
         self._finished_plan = epoch == self._last_epoch
         if self._run.finished and (not self._verified_end or self._finished_plan):
-            where = f" at the end of GMP's window (epoch {epoch}, step {position})"
+            where = f" at the end of epoch {epoch} (step {position}), after GMP's last update"
             report = self._verify(where, self._run.verified_masks)
             self._run.check_alive(report.alive, where)
             self._run.verified_masks = report.masks

@@ -205,6 +205,22 @@ def test_gmp_block_size_prunes_whole_blocks_close_to_every_count(api, make_mlp, 
             assert (blocks.all(axis=1) | ~blocks.any(axis=1)).all(), "a block is partly pruned"
 
 
+def test_gmp_verifies_at_the_end_of_the_run(api, make_mlp, train_data, numpy):
+    model = api.prunable(make_mlp(api))
+    compile_gmp(api, model)
+
+    def revive(epoch, logs):
+        if epoch == EPOCHS - 1:  # after the window's last update (epoch 2's end)
+            entry = api.masked_weights(model)[0]
+            weight = numpy(entry.weight).copy()
+            weight[numpy(entry.mask) == 0] = 1.0
+            entry.weight.assign(weight)
+
+    message = r"invariants broken at the end of epoch 3 \(step 16\), after GMP's last update:\n  - fc1/kernel: \d+ pruned weights are not 0.0"
+    with pytest.raises(imp_keras.InvariantError, match=message):
+        fit_gmp(api, model, train_data, [api.keras.callbacks.LambdaCallback(on_epoch_begin=revive)])
+
+
 def test_gmp_refuses_masks_of_another_run(api, make_mlp, train_data):
     model = api.prunable(make_mlp(api))
     compile_gmp(api, model)
