@@ -9,8 +9,9 @@ reference trains), the same seed, batch and epochs.
 
 The sparsity rises from 0 to the goal S as s(t) = S (1 - (1 - t)^3), t the fraction of the pruning
 window [begin_step, end_step] passed (Zhu & Gupta, 2017), with masks updated every `frequency` steps.
-tfmot counts its pruning step from 1 at the first batch (`UpdatePruningStep`); the global variant
-counts the same way, so both update their masks at the same optimizer steps.
+tfmot counts its pruning step from 1 at the first batch (`UpdatePruningStep`); the global variant is
+the library's `GMPCallback` with its window shifted to that count, so both update their masks at the
+same optimizer steps.
 """
 
 import dataclasses
@@ -18,16 +19,15 @@ import time
 from typing import Any
 
 import ml_collections
-import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from imp_keras import experiment, models
-from imp_keras.core import selection
 from imp_keras.tf_keras import masking
 from imp_keras.tf_keras._keras import keras
+from imp_keras.tf_keras.gradual import GMPCallback
 from imp_keras.tf_keras.report import sparsity_report
 
-__all__ = ["GMP_KINDS", "GlobalGMP", "Window", "cubic_sparsity", "train_gmp", "window"]
+__all__ = ["GMP_KINDS", "Window", "cubic_sparsity", "global_gmp", "train_gmp", "window"]
 
 GMP_KINDS = ("tfmot", "global")
 
@@ -67,36 +67,17 @@ def cubic_sparsity(step: int, goal: float, pruning: Window) -> float:
     return goal * (1.0 - (1.0 - t) ** 3)
 
 
-class GlobalGMP(keras.callbacks.Callback):
-    """GMP with one global magnitude threshold over all kernels of an `imp_keras.prunable` model.
+def global_gmp(goal_sparsity: float, pruning: Window) -> GMPCallback:
+    """imp_keras' `GMPCallback` updating its masks at the optimizer steps tfmot does for `pruning`.
 
-    Before every pruning step of `pruning` it removes the alive weights of smallest magnitude over
-    all kernels together (`imp_keras.core.selection.global_magnitude`) until round(s(t) * n) of the n
-    kernel weights are pruned, and zeroes them with their momentum (`masking.apply_masks`). Masks
-    only shrink: a pruned weight never returns, unlike tfmot's, which re-ranks every weight.
+    tfmot's pruning step k is the optimizer's position k - 1 (the update runs before the batch that
+    makes step k), so the library's window in steps is `pruning`'s shifted by one; the cubic
+    sparsity at each update, and so every count, is the same.
     """
-
-    def __init__(self, goal_sparsity: float, pruning: Window):
-        super().__init__()
-        self.goal_sparsity = goal_sparsity
-        self.pruning = pruning
-        self._entries: list[masking.MaskedWeight] = []
-        self._total = 0
-
-    def on_train_begin(self, logs=None):
-        self._entries = masking.masked_weights(self.model)
-        self._total = sum(int(np.prod(e.mask.shape)) for e in self._entries)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy()) + 1  # tfmot's pruning step
-        if not self.pruning.prunes_at(step):
-            return
-        masks = [e.mask.numpy() != 0 for e in self._entries]
-        alive = sum(int(np.count_nonzero(m)) for m in masks)
-        target = self._total - round(cubic_sparsity(step, self.goal_sparsity, self.pruning) * self._total)
-        if alive > target:
-            weights = [e.weight.numpy() for e in self._entries]
-            masking.apply_masks(self._entries, selection.select("global", weights, masks, alive - target), self.model.optimizer)
+    return GMPCallback(
+        goal_sparsity, begin=pruning.begin_step - 1, end=pruning.end_step - 1, unit="step",
+        frequency=pruning.frequency, verbose=0,
+    )
 
 
 def train_gmp(
@@ -114,7 +95,7 @@ def train_gmp(
       config: a `method="dense"` experiment config; its data, model, batch, optimizer, seed and
         learning-rate schedule (stretched over its `pretrain_epochs`) are used as they are.
       kind: "tfmot" (`prune_low_magnitude` with `PolynomialDecay` and `UpdatePruningStep`, each layer
-        pruned to the goal) or "global" (`GlobalGMP`: one threshold over all kernels).
+        pruned to the goal) or "global" (`imp_keras.GMPCallback`: one threshold over all kernels).
       goal_sparsity: S, the final fraction of pruned kernel weights.
       pruning_fractions: (begin, end) of the pruning window as fractions of the training steps.
       frequency: steps between mask updates.
@@ -144,7 +125,7 @@ def train_gmp(
         callbacks = [tfmot.sparsity.keras.UpdatePruningStep()]
     else:
         model = masking.prunable(model)
-        callbacks = [GlobalGMP(goal_sparsity, pruning)]
+        callbacks = [global_gmp(goal_sparsity, pruning)]
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     experiment.add_weight_decay(model, config)  # as the trainer does for the IMP runs
     model.compile(experiment.make_optimizer(config, experiment.base_schedule(config, steps_per_epoch)), loss=loss, metrics=["accuracy"])

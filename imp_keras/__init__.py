@@ -10,6 +10,9 @@
     model.fit(..., epochs=plan.total_epochs, callbacks=[imp_keras.IMPCallback(plan, lr)])
     imp_keras.export(model, "deploy")   # verified deployable files
 
+Gradual magnitude pruning (Zhu & Gupta's cubic schedule) with the same global, monotone masks, in
+one run per sparsity: `model.fit(..., callbacks=[imp_keras.GMPCallback(0.9, begin=0.1, end=0.5)])`.
+
 The flavour comes from the objects passed: a Keras 3 model gets the Keras 3 adapter
 (`imp_keras.keras3`), a tf_keras model the tfmot one (`imp_keras.tf_keras`). Objects made from no
 Keras object (a schedule of a float base, a callback without a schedule) take tf_keras when
@@ -32,6 +35,7 @@ from imp_keras.core.selection import CRITERIA, select
 
 __all__ = [
     "CRITERIA",
+    "GMPCallback",
     "IMPCallback",
     "InvariantError",
     "KINDS",
@@ -131,6 +135,15 @@ class IMPCallback(metaclass=_ByFlavour):
     @staticmethod
     def _flavour_for(plan: Any = None, schedule: Any = None, *args: Any, **kwargs: Any) -> str:
         return flavour_of(schedule) or default_flavour()
+
+
+class GMPCallback(metaclass=_ByFlavour):
+    """Prunes gradually to a goal inside `model.fit` (see `imp_keras.core.gradual.GMPCallbackBase`);
+    the default flavour (use `imp_keras.keras3.GMPCallback` or `imp_keras.tf_keras.GMPCallback` to choose)."""
+
+    @staticmethod
+    def _flavour_for(*args: Any, **kwargs: Any) -> str:
+        return default_flavour()
 
 
 class NaNGuard(metaclass=_ByFlavour):

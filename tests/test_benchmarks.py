@@ -74,7 +74,7 @@ def test_global_gmp_updates_its_masks_at_the_steps_tfmot_does():
     global_model = masking.prunable(models.lenet_300_100())
     global_masks = SparsityAfterEachStep(lambda m: [e.mask for e in masking.masked_weights(m)])
     global_model.compile(keras.optimizers.SGD(0.01), loss=loss)
-    global_model.fit(data, epochs=1, verbose=0, callbacks=[baselines.GlobalGMP(0.5, window), global_masks])
+    global_model.fit(data, epochs=1, verbose=0, callbacks=[baselines.global_gmp(0.5, window), global_masks])
     expected = [baselines.cubic_sparsity(step, 0.5, window) for step in (1, 2, 3, 4)]
     assert expected == [0.0, 0.4375, 0.5, 0.5]
     assert tfmot_masks.sparsity == pytest.approx(expected, abs=1e-5)

@@ -4,11 +4,11 @@ import pytest
 
 import imp_keras
 
-MODULES = ["imp_keras", "imp_keras.core.checks", "imp_keras.core.faults", "imp_keras.core.pruning", "imp_keras.core.report",
+MODULES = ["imp_keras", "imp_keras.core.callback", "imp_keras.core.checks", "imp_keras.core.gradual", "imp_keras.core.faults", "imp_keras.core.pruning", "imp_keras.core.report",
            "imp_keras.core.rules", "imp_keras.core.schedule", "imp_keras.tf_keras", "imp_keras.backup", "imp_keras.tf_keras.callback", "imp_keras.data",
            "imp_keras.export", "imp_keras.export.checks", "imp_keras.export.keras3", "imp_keras.export.onnx", "imp_keras.export.report",
            "imp_keras.export.saved_model", "imp_keras.export.tf_keras", "imp_keras.export.tflite", "imp_keras.files",
-           "imp_keras.tf_keras.guard", "imp_keras.tf_keras.masking", "imp_keras.models", "imp_keras.core.plan", "imp_keras.tf_keras.report",
+           "imp_keras.tf_keras.gradual", "imp_keras.tf_keras.guard", "imp_keras.tf_keras.masking", "imp_keras.models", "imp_keras.core.plan", "imp_keras.tf_keras.report",
            "imp_keras.tf_keras.schedules", "imp_keras.core.selection", "imp_keras.tf_keras.verify", "imp_keras.tf_keras._keras"]
 
 

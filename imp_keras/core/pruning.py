@@ -1,8 +1,9 @@
 """What IMPCallback decides, on ints and NumPy arrays: when to prune, how many, which, ALLR's d,
 the checks of a resumed run, and the numbers published into `logs`.
 
-Each flavour's callback reads its model into NumPy (masks, weights), asks a `PruningRun` what to
-do, and applies the answer to its own variables; the decisions never see Keras.
+`IMPCallbackBase` is the callback itself, less the flavour: it reads the model into NumPy (masks,
+weights) through `MaskCallback`'s hooks, asks a `PruningRun` what to do, and applies the answer;
+the decisions never see Keras.
 """
 
 from collections.abc import Mapping, Sequence
@@ -19,30 +20,19 @@ from imp_keras.core.checks import check_bool
 
 from imp_keras.core.faults import NonFiniteError, describe_epoch
 from imp_keras.core.plan import Plan
-from imp_keras.core.selection import (
-    CRITERIA, Criterion, check_block_size, get_criterion, max_removable, select, select_blocks, within_blocks,
-)
+from imp_keras.core.callback import MaskCallback, output_settings
+from imp_keras.core.selection import Criterion, max_removable, select, select_blocks, within_blocks
 
-__all__ = ["PHASE_PRETRAIN", "PHASE_RETRAIN", "Pruning", "PruningRun", "callback_settings", "rung_cycle", "rung_name"]
+__all__ = [
+    "IMPCallbackBase", "PHASE_PRETRAIN", "PHASE_RETRAIN", "Pruning", "PruningRun", "check_reachable", "plan_settings", "prune_to", "rung_cycle", "rung_name",
+]
 
 PHASE_PRETRAIN = 0
 PHASE_RETRAIN = 1
 
 
-def callback_settings(
-    plan: Plan,
-    schedule: Any,
-    schedule_type: type,
-    selection: str | Criterion,
-    reset_optimizer: bool,
-    block_size: tuple[int, int] | None,
-    verbose: int,
-    ladder_dir: str | os.PathLike | None,
-    export_dir: str | os.PathLike | None,
-    export_options: Mapping[str, Any] | None,
-    export_keywords: Sequence[str],
-) -> dict[str, Any]:
-    """IMPCallback's arguments, checked, as the attributes both flavours' callbacks keep."""
+def plan_settings(plan: Plan, schedule: Any, schedule_type: type, reset_optimizer: bool) -> dict[str, Any]:
+    """IMPCallback's own arguments (beside `output_settings`'), checked."""
     if not isinstance(plan, Plan):
         raise TypeError(f"`plan` must be an imp_keras.Plan. Received: plan={plan!r}")
     if schedule is not None:
@@ -51,37 +41,61 @@ def callback_settings(
         if schedule.plan != plan:
             raise ValueError(f"`schedule` was built for another plan: {schedule.plan} != {plan}")
     check_bool("reset_optimizer", reset_optimizer)
-    if block_size is not None:
-        block_size = check_block_size(block_size)
-        if selection != "global" and selection is not CRITERIA["global"]:
-            raise ValueError(
-                "`block_size` ranks blocks by magnitude over one global threshold, so it needs "
-                f"selection='global'. Received: selection={selection!r}, block_size={block_size!r}"
+    return {"plan": plan, "schedule": schedule, "reset_optimizer": reset_optimizer}
+
+
+def check_reachable(selection: str | Criterion, shapes: Sequence[tuple[int, ...]], needed: int, goal_sparsity: float) -> None:
+    """Refuses a goal that needs `needed` of the weights of full tensors of `shapes` removed when
+    `selection` cannot remove that many (`uniform_plus` keeps some)."""
+    shapes = [tuple(shape) for shape in shapes]
+    n_total = sum(math.prod(shape) for shape in shapes)
+    removable = max_removable(selection, shapes)
+    if removable is not None and needed > removable:
+        raise ValueError(
+            f"goal_sparsity={goal_sparsity} needs {needed:,} of the {n_total:,} prunable weights "
+            f"removed, but selection={selection!r} can remove at most {removable:,} "
+            f"({removable / n_total:.2%} sparsity): it keeps the first convolution kernel dense and at "
+            "least 20 % of the last tensor. Lower `goal_sparsity`, or choose another selection."
+        )
+
+
+def prune_to(
+    target: int,
+    weights: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    selection: str | Criterion,
+    block_sizes: Sequence[tuple[int, int] | None],
+    names: Sequence[str],
+    *,
+    label: str,
+    where: str,
+) -> list[np.ndarray]:
+    """New masks (True = alive) with `target` weights alive, removed from the alive ones by
+    `selection`, or by whole blocks of `block_sizes` (then as close to `target` as blocks allow).
+
+    Aiming at an alive count, not at a number to remove, keeps block rounding from accumulating.
+    `where` ("epoch 7 (IMP cycle 2 of 3, ...)") names the moment in the error on NaN or Inf
+    weights; `label` ("IMP cycle 2") in the warning on a tensor losing its last weight.
+    """
+    faulty = [name for name, w in zip(names, weights) if not np.isfinite(w).all()]
+    if faulty:
+        raise NonFiniteError(
+            f"Cannot prune at {where}: {', '.join(faulty)} hold NaN or Inf weights. "
+            "Add imp_keras.NaNGuard to fit's callbacks to stop at the batch where they appear."
+        )
+    masks = [np.asarray(m) != 0 for m in masks]
+    count = max(0, sum(int(np.count_nonzero(m)) for m in masks) - target)
+    if any(block_sizes):
+        new_masks = select_blocks(weights, masks, count, block_sizes)
+    else:
+        new_masks = select(selection, weights, masks, count)
+    for name, old, new in zip(names, masks, new_masks):
+        if old.any() and not new.any():
+            warnings.warn(
+                f"{label}: {selection!r} selection removed every remaining weight of {name}; the layer no longer passes any signal.",
+                stacklevel=4,
             )
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-        raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
-    for argument, value in (("ladder_dir", ladder_dir), ("export_dir", export_dir)):
-        if value is not None and not isinstance(value, (str, os.PathLike)):
-            raise TypeError(f"`{argument}` must be a path or None. Received: {argument}={value!r}")
-    get_criterion(selection)  # refuses an unknown name now, not at fit
-    if export_options is None:
-        export_options = {}
-    if not isinstance(export_options, Mapping):
-        raise ValueError(f"`export_options` must be a dict of `imp_keras.export` arguments. Received: export_options={export_options!r}")
-    unknown = sorted(set(export_options) - set(export_keywords))
-    if unknown:
-        raise ValueError(f"`export_options` has unknown arguments {unknown}; `imp_keras.export` takes {list(export_keywords)}.")
-    return {
-        "plan": plan,
-        "schedule": schedule,
-        "selection": selection,
-        "reset_optimizer": reset_optimizer,
-        "block_size": block_size,
-        "verbose": verbose,
-        "ladder_dir": None if ladder_dir is None else os.fspath(ladder_dir),
-        "export_dir": None if export_dir is None else os.fspath(export_dir),
-        "export_options": dict(export_options),
-    }
+    return new_masks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +132,6 @@ class PruningRun:
     ):
         self.plan = plan
         self.selection = selection
-        self.criterion = get_criterion(selection)
         self.names = list(names)
         self.block_sizes = list(block_sizes)
         self.steps_per_epoch = steps_per_epoch
@@ -126,18 +139,8 @@ class PruningRun:
         self.tolerance = within_blocks(self.block_sizes)
         self.alive = self.n_total
         self.verified_masks: tuple[np.ndarray, ...] | None = None
-        self._check_goal_reachable([tuple(s) for s in shapes])
-
-    def _check_goal_reachable(self, shapes: list[tuple[int, ...]]) -> None:
-        removable = max_removable(self.criterion, shapes)
-        needed = self.n_total - self.plan.alive_after(self.plan.cycles, self.n_total)
-        if removable is not None and needed > removable:
-            raise ValueError(
-                f"goal_sparsity={self.plan.goal_sparsity} needs {needed:,} of the {self.n_total:,} prunable weights "
-                f"removed, but selection={self.selection!r} can remove at most {removable:,} "
-                f"({removable / self.n_total:.2%} sparsity): it keeps the first convolution kernel dense and at "
-                "least 20 % of the last tensor. Lower `goal_sparsity`, or choose another selection."
-            )
+        needed = self.n_total - plan.alive_after(plan.cycles, self.n_total)
+        check_reachable(selection, shapes, needed, plan.goal_sparsity)
 
     def check_fit(self, epochs: int | None, steps: int | None) -> None:
         """Refuses a `fit` longer than the plan, or with other steps per epoch than the schedule."""
@@ -204,28 +207,13 @@ class PruningRun:
           weights, masks: the prunable tensors and their masks (True = alive), in model order.
           squared_norm: ||theta||^2 over every trainable variable, for ALLR's d; None skips d.
         """
-        faulty = [name for name, w in zip(self.names, weights) if not np.isfinite(w).all()]
-        if faulty:
-            raise NonFiniteError(
-                f"Cannot prune at {describe_epoch(self.plan, epoch)}: {', '.join(faulty)} hold NaN or Inf weights. "
-                "Add imp_keras.NaNGuard to fit's callbacks to stop at the batch where they appear."
-            )
         masks = [np.asarray(m) != 0 for m in masks]
-        if any(self.block_sizes):
-            # Aim at the plan's alive count, not its removal count, so block rounding never accumulates.
-            count = max(0, self.alive - self.plan.alive_after(cycle, self.n_total))
-            new_masks = select_blocks(weights, masks, count, self.block_sizes)
-            count = self.alive - sum(int(np.count_nonzero(m)) for m in new_masks)
-        else:
-            count = self.plan.removal_count(cycle, self.n_total)
-            new_masks = select(self.criterion, weights, masks, count)
-        for name, old, new in zip(self.names, masks, new_masks):
-            if old.any() and not new.any():
-                warnings.warn(
-                    f"IMP cycle {cycle}: {self.selection!r} selection removed every remaining weight of "
-                    f"{name}; the layer no longer passes any signal.",
-                    stacklevel=3,
-                )
+        target = self.plan.alive_after(cycle, self.n_total)
+        new_masks = prune_to(
+            target, weights, masks, self.selection, self.block_sizes, self.names,
+            label=f"IMP cycle {cycle}", where=describe_epoch(self.plan, epoch),
+        )
+        count = self.alive - sum(int(np.count_nonzero(m)) for m in new_masks)
         d = None
         if squared_norm is not None:
             removed = sum(float(np.sum(np.square(w[o & ~n], dtype=np.float64))) for w, o, n in zip(weights, masks, new_masks))
@@ -282,3 +270,96 @@ def rung_cycle(name: str) -> int | None:
     """The cycle of a ladder file named by `rung_name`; None for any other name."""
     match = re.fullmatch(r"cycle(\d+)_sparsity[\d.]+\.keras", name)
     return int(match[1]) if match else None
+
+
+class IMPCallbackBase(MaskCallback):
+    """IMPCallback without Keras: the hooks of `fit` in terms of `PruningRun`'s decisions.
+
+    A flavour's `IMPCallback` adds `schedule_type` (its `RetrainSchedule`) and `MaskCallback`'s hooks.
+    """
+
+    schedule_type: type
+
+    def __init__(
+        self,
+        plan: Plan,
+        schedule: Any = None,
+        selection: str | Criterion = "global",
+        *,
+        reset_optimizer: bool = True,
+        block_size: tuple[int, int] | None = None,
+        ladder_dir: str | os.PathLike | None = None,
+        export_dir: str | os.PathLike | None = None,
+        export_options: Mapping[str, Any] | None = None,
+        verbose: int = 1,
+    ):
+        super().__init__()
+        settings = plan_settings(plan, schedule, self.schedule_type, reset_optimizer)
+        keywords = self._keywords_for(export_options)
+        self._init_outputs({**settings, **output_settings(selection, block_size, verbose, ladder_dir, export_dir, export_options, keywords)})
+        self._given_schedule = schedule
+        self._run: PruningRun | None = None
+
+    def _check_model(self) -> None:
+        self._find_entries()
+        used = self._learning_rate_setting()
+        self.schedule = self._given_schedule
+        if self.schedule is None and isinstance(used, self.schedule_type):
+            if used.plan != self.plan:
+                raise ValueError(f"The optimizer's RetrainSchedule was built for another plan: {used.plan} != {self.plan}")
+            self.schedule = used  # e.g. ALLR needs the callback to record its peaks
+        if self.schedule is not None and used is not self.schedule:
+            raise ValueError(
+                "The model's optimizer does not use `schedule` as its learning rate; compile with "
+                "e.g. `keras.optimizers.SGD(learning_rate=schedule, ...)`, or pass schedule=None."
+            )
+
+    def _is_allr(self) -> bool:
+        return self.schedule is not None and self.schedule.kind == "allr"
+
+    def on_train_begin(self, logs=None):
+        self._check_model()
+        names, shapes = self._names_and_shapes()
+        self._run = PruningRun(
+            self.plan, self.selection, names, shapes, self._block_sizes(),
+            None if self.schedule is None else self.schedule.steps_per_epoch,
+        )
+        self._run.check_fit(self.params.get("epochs"), self.params.get("steps"))
+        self._build_optimizer()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        steps = None if self.schedule is None else self._steps_taken()
+        masks = self._masks()
+        cycle = self._run.epoch_begin(epoch, masks, steps)
+        if cycle:
+            self._prune(epoch, cycle, masks)
+
+    def _prune(self, epoch: int, cycle: int, masks: list[np.ndarray]) -> None:
+        norm = None
+        if self._is_allr():
+            norm = sum(float(np.sum(np.square(self._numpy(v), dtype=np.float64))) for v in self._trainable())
+        pruning = self._run.prune(epoch, cycle, self._weights(), masks, norm)
+        peak = self.schedule.record_allr(cycle, pruning.d) if self._is_allr() else None
+        if cycle == 1 and self.reset_optimizer:
+            self.masking.reset_optimizer(self.model.optimizer, self._trainable())
+        self._apply(pruning.masks)
+        if self.verbose:
+            print(self._run.describe(pruning, epoch, peak))
+
+    def on_epoch_end(self, epoch, logs=None):
+        cycle = self.plan.cycle_at(epoch)
+        if logs is not None:
+            allr = None
+            if self._is_allr():
+                allr = (self._numpy(self.schedule.allr_d), self._numpy(self.schedule.eta_star))
+            logs.update(self._run.epoch_logs(epoch, self._learning_rate(), allr, self.learning_rate_key))
+        if self.plan.is_last_epoch_of_cycle(epoch):
+            where = f" at the end of IMP cycle {cycle} of {self.plan.cycles} (epoch {epoch})"
+            report = self._verify(where, self._run.verified_masks, plan=self.plan, cycle=cycle)
+            self._run.verified_masks = report.masks
+            if self.ladder_dir:
+                self._save_rung(rung_name(cycle, self._run.sparsity))
+        self._finished_plan = epoch == self.plan.total_epochs - 1
+
+    def on_train_end(self, logs=None):
+        self._export_if_finished()

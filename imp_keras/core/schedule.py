@@ -26,6 +26,7 @@ __all__ = [
     "NUMPY_OPS",
     "PAPER_WARMUP",
     "PLAN_FIELDS",
+    "RetrainScheduleBase",
     "RetrainShape",
     "TUNABLE",
     "allr_peak",
@@ -290,3 +291,140 @@ def _after_warmup(ops, shape: RetrainShape, tau, rest, peak, k, length, base_at)
     if kind == "cosine":
         return peak * (1.0 + ops.cos(math.pi * progress)) / 2.0
     return peak * (1.0 - progress)  # llr, allr, linear
+
+
+class RetrainScheduleBase:
+    """RetrainSchedule without Keras: its arguments, ALLR's record, its value and its config.
+
+    A flavour's `RetrainSchedule` lists it before its `LearningRateSchedule` and supplies
+    `_schedules` (its `keras.optimizers.schedules`), `_ops` (its array namespace), `_name_scope`,
+    `_learning_rates` (a base schedule's rates at an array of steps) and the hooks below.
+    """
+
+    _schedules: Any
+    _ops: Any
+    _name_scope: Callable[[str], Any]
+    _learning_rates: Callable[[Any, np.ndarray], np.ndarray]
+
+    def __init__(
+        self,
+        base: Any,
+        plan: Plan,
+        steps_per_epoch: int,
+        kind: str = "slr",
+        *,
+        base_epochs: int | None = None,
+        base_warmup_steps: int | None = None,
+        initial_learning_rate: float | None = None,
+        warmup_fraction: float | None = None,
+        max_learning_rate: float | None = None,
+        min_learning_rate: float | None = None,
+        name: str | None = None,
+    ):
+        if name is not None and not (isinstance(name, str) and name.isidentifier()):
+            raise ValueError(f"`name` must be a Python identifier (letters, digits, underscores). Received: name={name!r}")
+        self._set_name(name or "RetrainSchedule")
+        number = self._check_base(base)
+        if base_warmup_steps is None:
+            base_warmup_steps = int(getattr(base, "warmup_steps", 0) or 0)
+        is_schedule = isinstance(base, self._schedules.LearningRateSchedule)
+        self.shape = RetrainShape.create(
+            kind, plan, steps_per_epoch,
+            base=number,
+            base_values=(lambda steps: type(self)._learning_rates(base, steps)) if is_schedule else None,
+            base_epochs=base_epochs, base_warmup_steps=base_warmup_steps,
+            initial_learning_rate=initial_learning_rate, warmup_fraction=warmup_fraction,
+            max_learning_rate=max_learning_rate, min_learning_rate=min_learning_rate,
+        )
+        self.base = base
+        if self.kind == "allr":
+            self.eta_star = self._variable(np.full(plan.cycles, self.max_learning_rate, np.float32), "eta_star")
+            self.allr_d = self._variable(np.full(plan.cycles, np.nan, np.float32), "allr_d")
+
+    def _set_name(self, name: str) -> None:
+        raise NotImplementedError
+
+    def _check_base(self, base: Any) -> float | None:
+        """`base` for `RetrainShape.create`: None for a schedule of this flavour, else `base`
+        (which it checks); a schedule of another flavour is refused here."""
+        raise NotImplementedError
+
+    def _variable(self, values: np.ndarray, name: str) -> Any:
+        """A non-trainable variable of this flavour holding `values`."""
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        # plan, kind, steps_per_epoch, base_epochs, ..., max_learning_rate: the checked numbers.
+        if name != "shape" and "shape" in self.__dict__ and name in RetrainShape.__dataclass_fields__:
+            return getattr(self.__dict__["shape"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @classmethod
+    def budgeted(cls, initial_learning_rate: float, plan: Plan, steps_per_epoch: int, name: str | None = None) -> Any:
+        """BIMP's schedule: linear from `initial_learning_rate` to 0 over the T0 dense epochs of a
+        `Plan.budgeted` plan, then ALLR cycles with T0 as the T of its bound."""
+        if plan.pretrain_epochs < 1:
+            raise ValueError("BIMP needs plan.pretrain_epochs (T0) >= 1.")
+        if check_learning_rate("initial_learning_rate", initial_learning_rate) == 0:
+            raise ValueError("`initial_learning_rate` must be > 0. Received: initial_learning_rate=0")
+        base = cls._schedules.PolynomialDecay(
+            initial_learning_rate, plan.pretrain_epochs * steps_per_epoch, end_learning_rate=0.0, power=1.0
+        )
+        return cls(
+            base, plan, steps_per_epoch, "allr",
+            max_learning_rate=float(initial_learning_rate), min_learning_rate=0.0, name=name,
+        )
+
+    def record_allr(self, cycle: int, d: float) -> float:
+        """Sets ALLR's peak for `cycle` (1-based) from d measured at its pruning; returns the peak.
+
+        On Keras 3 with JAX, call it between epochs (`on_epoch_begin`): inside an epoch `fit` holds
+        the values of attached variables in its own state.
+        """
+        if self.kind != "allr":
+            raise ValueError(f"record_allr applies to kind='allr' only, not kind={self.kind!r}.")
+        cycle = check_int("cycle", cycle, 1, self.plan.cycles)
+        d = check_learning_rate("d", d)
+        peak = self.shape.allr_peak(cycle, d)
+        # Whole-vector assigns: a slice of a mirrored variable (created in a strategy scope) is a tensor.
+        for variable, value in ((self.eta_star, peak), (self.allr_d, d)):
+            values = np.array(variable.numpy())
+            values[cycle - 1] = value
+            variable.assign(values)
+        return peak
+
+    def _base_at(self, step: Any) -> Any:
+        if isinstance(self.base, self._schedules.LearningRateSchedule):
+            return self._ops.cast(self.base(step), "float32")
+        return self._ops.convert_to_tensor(float(self.base), "float32")
+
+    def __call__(self, step: Any) -> Any:
+        with type(self)._name_scope(self.name):
+            if self.kind == "allr":
+                peaks = self.eta_star
+            else:
+                peaks = np.full(self.plan.cycles, self.shape.fixed_peak(), np.float32)
+            return learning_rate(self._ops, self.shape, step, self._base_at, peaks)
+
+    def get_config(self) -> dict[str, Any]:
+        base = self.base
+        if isinstance(base, self._schedules.LearningRateSchedule):
+            base = self._schedules.serialize(base)
+        config = {"base": base, **self.shape.config(), "name": self.name}
+        if self.kind == "allr":
+            config["eta_star"] = [float(v) for v in self.eta_star.numpy()]
+            config["allr_d"] = [None if np.isnan(v) else float(v) for v in self.allr_d.numpy()]  # None: not measured yet
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Any:
+        plan, config = split_plan(config)
+        eta_star, allr_d = config.pop("eta_star", None), config.pop("allr_d", None)
+        base = config.pop("base")
+        if isinstance(base, dict):
+            base = cls._schedules.deserialize(base)
+        schedule = cls(base, plan, **config)
+        if eta_star is not None:
+            schedule.eta_star.assign(np.array(eta_star, np.float32))
+            schedule.allr_d.assign(np.array([np.nan if v is None else v for v in allr_d], np.float32))
+        return schedule

@@ -7,6 +7,7 @@ from imp_keras.core.report import SparsityReport
 from imp_keras.core.rules import InvariantError, VerifyReport
 from imp_keras.core.schedule import KINDS
 from imp_keras.keras3.callback import IMPCallback
+from imp_keras.keras3.gradual import GMPCallback
 from imp_keras.keras3.guard import NaNGuard
 from imp_keras.keras3.masking import MaskHolder, apply_masks, coverage, masked_weights, prunable, strip
 from imp_keras.keras3.report import sparsity_report
@@ -30,6 +31,7 @@ def export(model, out_dir, *args, **kwargs):
 
 __all__ = [
     "FLAVOUR",
+    "GMPCallback",
     "IMPCallback",
     "InvariantError",
     "KINDS",

@@ -1,33 +1,81 @@
 """When to prune during a Keras 3 `model.fit` (TensorFlow, JAX or PyTorch backend): the thin
-callback over `imp_keras.core.pruning`, applying its decisions to `MaskHolder` variables."""
+callback over `imp_keras.core.pruning`, and the hooks through which the core's callbacks
+(`imp_keras.core.callback`) read and write `MaskHolder` variables."""
 
 import inspect
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from imp_keras.core.plan import Plan
-from imp_keras.core.pruning import PHASE_PRETRAIN, PHASE_RETRAIN, PruningRun, callback_settings, rung_name
-from imp_keras.core.rules import InvariantError, broken
-from imp_keras.core.selection import Criterion
+from imp_keras.core.callback import MaskCallback
+from imp_keras.core.pruning import PHASE_PRETRAIN, PHASE_RETRAIN, IMPCallbackBase
+from imp_keras.core.rules import VerifyReport
 from imp_keras.keras3 import masking
 from imp_keras.keras3.schedules import RetrainSchedule
 from imp_keras.keras3.verify import verify
 
-__all__ = ["IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN"]
+__all__ = ["Hooks", "IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN"]
 
 
-def _export_keywords() -> list[str]:
-    from imp_keras.export.keras3 import export  # only when asked: it may need TensorFlow
+class Hooks(MaskCallback):
+    """`MaskCallback`'s hooks on Keras 3 variables, on any backend."""
 
-    return [name for name in inspect.signature(export).parameters if name not in ("model", "out_dir")]
+    masking = masking
+    learning_rate_key = "learning_rate"
+
+    @staticmethod
+    def _export_keywords() -> list[str]:
+        from imp_keras.export.keras3 import export  # only when asked: it may need TensorFlow
+
+        return [name for name in inspect.signature(export).parameters if name not in ("model", "out_dir")]
+
+    def _numpy(self, value: Any) -> np.ndarray:
+        return ops.convert_to_numpy(value)
+
+    def _require_model(self) -> None:
+        if not isinstance(self.model, keras.Model):
+            raise TypeError(f"`model` must be a Keras 3 model. Received: model={self.model!r}")
+
+    def _learning_rate_setting(self) -> Any:
+        optimizer = masking._inner(self.model.optimizer)
+        if not isinstance(optimizer, keras.optimizers.Optimizer):
+            raise TypeError(f"`model.optimizer` must be a Keras 3 optimizer. Received: {optimizer!r}")
+        return optimizer._learning_rate
+
+    def _build_optimizer(self) -> None:
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            # Slots exist before BackupAndRestore restores them, and before any pruning zeroes them.
+            optimizer.build(self.model.trainable_variables)
+
+    def _trainable(self) -> list[Any]:
+        return self.model.trainable_variables
+
+    def _steps_taken(self) -> int:
+        return int(ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _sync(self) -> None:
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:  # JAX's fit keeps the step's state outside the variables until synced
+            sync()
+
+    def _verify_model(self, **kwargs: Any) -> VerifyReport:
+        return verify(self.model, **kwargs)
+
+    def _save_model(self, model: Any, name: str) -> None:
+        os.makedirs(self.ladder_dir, exist_ok=True)
+        model.save(os.path.join(self.ladder_dir, name))
+
+    def _export_model(self, options: dict[str, Any]) -> Any:
+        from imp_keras.export.keras3 import export
+
+        return export(masking.strip(self.model), self.export_dir, **options)
 
 
-class IMPCallback(keras.callbacks.Callback):
+class IMPCallback(IMPCallbackBase, Hooks, keras.callbacks.Callback):
     """Runs Iterative Magnitude Pruning inside a Keras 3 `model.fit`, on any backend.
 
     At the first epoch of every cycle of `plan` it removes the plan's share of the still-alive
@@ -44,125 +92,14 @@ class IMPCallback(keras.callbacks.Callback):
       block_size, ladder_dir, export_dir, export_options, verbose.
     """
 
-    def __init__(
-        self,
-        plan: Plan,
-        schedule: RetrainSchedule | None = None,
-        selection: str | Criterion = "global",
-        *,
-        reset_optimizer: bool = True,
-        block_size: tuple[int, int] | None = None,
-        ladder_dir: str | os.PathLike | None = None,
-        export_dir: str | os.PathLike | None = None,
-        export_options: Mapping[str, Any] | None = None,
-        verbose: int = 1,
-    ):
-        super().__init__()
-        keywords = _export_keywords() if export_options else []
-        settings = callback_settings(
-            plan, schedule, RetrainSchedule, selection, reset_optimizer, block_size, verbose, ladder_dir, export_dir,
-            export_options, keywords,
-        )
-        vars(self).update(settings)
-        self._given_schedule = schedule
-        self.export_report = None
-        self._finished_plan = False
-        self._entries: list[masking.MaskedWeight] = []
-        self._run: PruningRun | None = None
-
-    def _check_model(self) -> None:
-        if not isinstance(self.model, keras.Model):
-            raise TypeError(f"`model` must be a Keras 3 model. Received: model={self.model!r}")
-        self._entries = masking.masked_weights(self.model)
-        if not self._entries:
-            raise ValueError(
-                f"Model {self.model.name!r} has no imp_keras mask holders: wrap it with "
-                "`imp_keras.prunable(model)` before compiling it."
-            )
-        optimizer = masking._inner(self.model.optimizer)
-        if not isinstance(optimizer, keras.optimizers.Optimizer):
-            raise TypeError(f"`model.optimizer` must be a Keras 3 optimizer. Received: {optimizer!r}")
-        used = optimizer._learning_rate
-        self.schedule = self._given_schedule
-        if self.schedule is None and isinstance(used, RetrainSchedule):
-            if used.plan != self.plan:
-                raise ValueError(f"The optimizer's RetrainSchedule was built for another plan: {used.plan} != {self.plan}")
-            self.schedule = used  # ALLR needs the callback to record its peaks
-        if self.schedule is not None and used is not self.schedule:
-            raise ValueError(
-                "The model's optimizer does not use `schedule` as its learning rate; compile with "
-                "e.g. `keras.optimizers.SGD(learning_rate=schedule, ...)`, or pass schedule=None."
-            )
-
-    def _is_allr(self) -> bool:
-        return self.schedule is not None and self.schedule.kind == "allr"
+    schedule_type = RetrainSchedule
 
     def on_train_begin(self, logs=None):
-        self._check_model()
-        self._run = PruningRun(
-            self.plan,
-            self.selection,
-            [e.name for e in self._entries],
-            [tuple(e.mask.shape) for e in self._entries],
-            masking.block_sizes(self._entries, self.block_size),
-            None if self.schedule is None else self.schedule.steps_per_epoch,
-        )
-        self._run.check_fit(self.params.get("epochs"), self.params.get("steps"))
-        optimizer = self.model.optimizer
-        if not optimizer.built:
-            # Slots exist before BackupAndRestore restores them, and before any pruning zeroes them.
-            optimizer.build(self.model.trainable_variables)
+        super().on_train_begin(logs)
         if self._is_allr():
-            self.schedule.attach(optimizer)
+            self.schedule.attach(self.model.optimizer)
 
     def on_train_end(self, logs=None):
         if self._is_allr():
             self.schedule.detach(self.model.optimizer)
-        if self.export_dir and self._finished_plan:
-            from imp_keras.export.keras3 import export
-
-            options = {"verbose": min(self.verbose, 1), **self.export_options}
-            self.export_report = export(masking.strip(self.model), self.export_dir, **options)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        steps = None if self.schedule is None else int(ops.convert_to_numpy(self.model.optimizer.iterations))
-        masks = [ops.convert_to_numpy(e.mask) != 0 for e in self._entries]
-        cycle = self._run.epoch_begin(epoch, masks, steps)
-        if cycle:
-            self._prune(epoch, cycle, masks)
-
-    def _prune(self, epoch: int, cycle: int, masks: list[np.ndarray]) -> None:
-        norm = None
-        if self._is_allr():
-            norm = sum(float(np.sum(np.square(ops.convert_to_numpy(v), dtype=np.float64))) for v in self.model.trainable_variables)
-        weights = [ops.convert_to_numpy(e.weight) for e in self._entries]
-        pruning = self._run.prune(epoch, cycle, weights, masks, norm)
-        peak = self.schedule.record_allr(cycle, pruning.d) if self._is_allr() else None
-        optimizer = self.model.optimizer
-        if cycle == 1 and self.reset_optimizer:
-            masking.reset_optimizer(optimizer, self.model.trainable_variables)
-        masking.apply_masks(self._entries, pruning.masks, optimizer)
-        if self.verbose:
-            print(self._run.describe(pruning, epoch, peak))
-
-    def on_epoch_end(self, epoch, logs=None):
-        cycle = self.plan.cycle_at(epoch)
-        if logs is not None:
-            allr = None
-            if self._is_allr():
-                allr = (ops.convert_to_numpy(self.schedule.allr_d), ops.convert_to_numpy(self.schedule.eta_star))
-            rate = masking.last_learning_rate(self.model.optimizer)
-            logs.update(self._run.epoch_logs(epoch, rate, allr, learning_rate_key="learning_rate"))
-        if self.plan.is_last_epoch_of_cycle(epoch):
-            self._verify(epoch, cycle)
-            if self.ladder_dir:
-                os.makedirs(self.ladder_dir, exist_ok=True)
-                masking.strip(self.model).save(os.path.join(self.ladder_dir, rung_name(cycle, self._run.sparsity)))
-        self._finished_plan = epoch == self.plan.total_epochs - 1
-
-    def _verify(self, epoch: int, cycle: int) -> None:
-        try:
-            report = verify(self.model, self.plan, cycle=cycle, previous_masks=self._run.verified_masks, block_size=self.block_size)
-        except InvariantError as e:
-            raise broken(e.problems, f" at the end of IMP cycle {cycle} of {self.plan.cycles} (epoch {epoch})") from None
-        self._run.verified_masks = report.masks
+        super().on_train_end(logs)

@@ -8,9 +8,7 @@ import keras
 import numpy as np
 
 from imp_keras._flavour import flavour_of
-from imp_keras.core.checks import check_int, check_learning_rate
-from imp_keras.core.plan import Plan
-from imp_keras.core.schedule import KINDS, RetrainShape, allr_peak, learning_rate, split_plan
+from imp_keras.core.schedule import KINDS, RetrainScheduleBase, allr_peak
 
 __all__ = ["KINDS", "RetrainSchedule", "allr_peak", "learning_rates"]
 
@@ -59,38 +57,13 @@ def _check_base(base: Any) -> Any:
 
 
 @keras.saving.register_keras_serializable(package="imp_keras")
-class RetrainSchedule(Schedule):
+class RetrainSchedule(RetrainScheduleBase, Schedule):
     """Learning rate of a whole IMP run as a pure function of the optimizer's step (Keras 3).
 
-    Steps of the dense pretraining follow `base` unchanged; each cycle restarts its own schedule:
-
-      - `ft`: constant eta_min (fine-tuning).
-      - `lrw`: learning-rate rewinding, eta(k) = eta_o(L - N + k) (Renda et al., 2020).
-      - `slr`: scaled restarting: warm-up to eta_max, then the whole base schedule (its warm-up
-        replaced by eta_max) compressed into R steps (Le & Hua, 2021).
-      - `clr`: warm-up to eta_max, then cosine from eta_max to eta_min.
-      - `llr`: warm-up to eta_max, then linear to 0.
-      - `allr`: as `llr`, with a peak measured at each pruning (`allr_peak`); `IMPCallback` records
-        it (`record_allr`) and makes the peaks optimizer variables while it trains (`attach`), so
-        JAX's compiled step sees them and a resumed run keeps them.
-      - `constant`, `linear`, `cosine`: tunable, peak `initial_learning_rate` after a warm-up of
-        `warmup_fraction` of the cycle, then constant, linear to 0, or cosine to 0.
-
-    Args:
-      base: the dense schedule (a Keras 3 `LearningRateSchedule` or a float), spanning
-        `base_epochs`. May be None for `constant`/`linear`/`cosine` (and for `ft`/`clr`/`llr`/`allr`
-        given `max_learning_rate`/`min_learning_rate`) when there is no pretraining.
-      plan: the `Plan` of the run.
-      steps_per_epoch: optimizer steps per epoch; must match the data given to `fit`.
-      kind: one of `KINDS`.
-      base_epochs: epochs the base schedule spans (T). Defaults to `plan.pretrain_epochs`; required
-        when starting from a trained model (`pretrain_epochs=0`): the epochs it was trained for.
-      base_warmup_steps: warm-up steps of `base`, excluded from eta_min and replaced by eta_max in
-        SLR. Defaults to `base.warmup_steps` when the base has one, else 0.
-      initial_learning_rate: the peak of the tunable kinds.
-      warmup_fraction: warm-up of the tunable kinds, as a fraction of the cycle. Defaults to 0.1.
-      max_learning_rate, min_learning_rate: eta_max and eta_min; computed from `base` when omitted.
-      name: name of the schedule.
+    The kinds and the arguments are `imp_keras.tf_keras.RetrainSchedule`'s, with `base` a Keras 3
+    `LearningRateSchedule`, a float or None. For `allr`, `IMPCallback` records each cycle's peak
+    (`record_allr`) and makes the peaks optimizer variables while it trains (`attach`), so JAX's
+    compiled step sees them and a resumed run keeps them.
 
     Example:
     ```python
@@ -101,79 +74,19 @@ class RetrainSchedule(Schedule):
     ```
     """
 
-    def __init__(
-        self,
-        base: Schedule | float | None,
-        plan: Plan,
-        steps_per_epoch: int,
-        kind: str = "slr",
-        *,
-        base_epochs: int | None = None,
-        base_warmup_steps: int | None = None,
-        initial_learning_rate: float | None = None,
-        warmup_fraction: float | None = None,
-        max_learning_rate: float | None = None,
-        min_learning_rate: float | None = None,
-        name: str | None = None,
-    ):
-        if name is not None and not (isinstance(name, str) and name.isidentifier()):
-            raise ValueError(f"`name` must be a Python identifier (letters, digits, underscores). Received: name={name!r}")
-        self.name = name or "RetrainSchedule"
-        if base_warmup_steps is None:
-            base_warmup_steps = int(getattr(base, "warmup_steps", 0) or 0)
-        self.shape = RetrainShape.create(
-            kind, plan, steps_per_epoch,
-            base=_check_base(base),
-            base_values=(lambda steps: learning_rates(base, steps)) if isinstance(base, Schedule) else None,
-            base_epochs=base_epochs, base_warmup_steps=base_warmup_steps,
-            initial_learning_rate=initial_learning_rate, warmup_fraction=warmup_fraction,
-            max_learning_rate=max_learning_rate, min_learning_rate=min_learning_rate,
-        )
-        self.base = base
-        if self.kind == "allr":
-            peaks = np.full(plan.cycles, self.max_learning_rate, np.float32)
-            self.eta_star = keras.Variable(peaks, trainable=False, name="eta_star")
-            self.allr_d = keras.Variable(np.full(plan.cycles, np.nan, np.float32), trainable=False, name="allr_d")
+    _schedules = keras.optimizers.schedules
+    _ops = keras.ops
+    _name_scope = keras.name_scope
+    _learning_rates = learning_rates
 
-    def __getattr__(self, name: str) -> Any:
-        # plan, kind, steps_per_epoch, base_epochs, ..., max_learning_rate: the checked numbers.
-        if name != "shape" and "shape" in self.__dict__ and name in RetrainShape.__dataclass_fields__:
-            return getattr(self.__dict__["shape"], name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    def _set_name(self, name: str) -> None:
+        self.name = name
 
-    @classmethod
-    def budgeted(cls, initial_learning_rate: float, plan: Plan, steps_per_epoch: int, name: str | None = None) -> "RetrainSchedule":
-        """BIMP's schedule: linear from `initial_learning_rate` to 0 over the T0 dense epochs of a
-        `Plan.budgeted` plan, then ALLR cycles with T0 as the T of its bound."""
-        if plan.pretrain_epochs < 1:
-            raise ValueError("BIMP needs plan.pretrain_epochs (T0) >= 1.")
-        if check_learning_rate("initial_learning_rate", initial_learning_rate) == 0:
-            raise ValueError("`initial_learning_rate` must be > 0. Received: initial_learning_rate=0")
-        base = keras.optimizers.schedules.PolynomialDecay(
-            initial_learning_rate, plan.pretrain_epochs * steps_per_epoch, end_learning_rate=0.0, power=1.0
-        )
-        return cls(
-            base, plan, steps_per_epoch, "allr",
-            max_learning_rate=float(initial_learning_rate), min_learning_rate=0.0, name=name,
-        )
+    def _check_base(self, base: Any) -> float | None:
+        return _check_base(base)
 
-    def record_allr(self, cycle: int, d: float) -> float:
-        """Sets ALLR's peak for `cycle` (1-based) from d measured at its pruning; returns the peak.
-
-        On JAX, call it between epochs (`on_epoch_begin`): inside an epoch `fit` holds the values of
-        attached variables in its own state.
-        """
-        if self.kind != "allr":
-            raise ValueError(f"record_allr applies to kind='allr' only, not kind={self.kind!r}.")
-        cycle = check_int("cycle", cycle, 1, self.plan.cycles)
-        d = check_learning_rate("d", d)
-        peak = self.shape.allr_peak(cycle, d)
-        # Whole-vector assigns: a slice of a mirrored variable (created in a strategy scope) is a tensor.
-        for variable, value in ((self.eta_star, peak), (self.allr_d, d)):
-            values = variable.numpy().copy()
-            values[cycle - 1] = value
-            variable.assign(values)
-        return peak
+    def _variable(self, values: np.ndarray, name: str) -> keras.Variable:
+        return keras.Variable(values, trainable=False, name=name)
 
     def _allr_variables(self) -> tuple[keras.Variable, ...]:
         return (self.eta_star, self.allr_d) if self.kind == "allr" else ()
@@ -213,39 +126,3 @@ class RetrainSchedule(Schedule):
         for variable in self._allr_variables():
             if id(variable) in attached:
                 optimizer._untrack_variable(variable)
-
-    def _base_at(self, step: Any) -> Any:
-        if isinstance(self.base, Schedule):
-            return keras.ops.cast(self.base(step), "float32")
-        return keras.ops.convert_to_tensor(float(self.base), "float32")
-
-    def __call__(self, step: Any) -> Any:
-        with keras.name_scope(self.name):
-            if self.kind == "allr":
-                peaks = self.eta_star
-            else:
-                peaks = np.full(self.plan.cycles, self.shape.fixed_peak(), np.float32)
-            return learning_rate(keras.ops, self.shape, step, self._base_at, peaks)
-
-    def get_config(self) -> dict[str, Any]:
-        base = self.base
-        if isinstance(base, Schedule):
-            base = keras.optimizers.schedules.serialize(base)
-        config = {"base": base, **self.shape.config(), "name": self.name}
-        if self.kind == "allr":
-            config["eta_star"] = [float(v) for v in self.eta_star.numpy()]
-            config["allr_d"] = [None if np.isnan(v) else float(v) for v in self.allr_d.numpy()]  # None: not measured yet
-        return config
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "RetrainSchedule":
-        plan, config = split_plan(config)
-        eta_star, allr_d = config.pop("eta_star", None), config.pop("allr_d", None)
-        base = config.pop("base")
-        if isinstance(base, dict):
-            base = keras.optimizers.schedules.deserialize(base)
-        schedule = cls(base, plan, **config)
-        if eta_star is not None:
-            schedule.eta_star.assign(np.array(eta_star, np.float32))
-            schedule.allr_d.assign(np.array([np.nan if v is None else v for v in allr_d], np.float32))
-        return schedule

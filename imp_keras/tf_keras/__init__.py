@@ -13,6 +13,7 @@ from imp_keras.core.schedule import KINDS
 from imp_keras.export.report import ExportReport
 from imp_keras.tf_keras._keras import keras
 from imp_keras.tf_keras.callback import IMPCallback
+from imp_keras.tf_keras.gradual import GMPCallback
 from imp_keras.tf_keras.guard import NaNGuard
 from imp_keras.tf_keras.masking import MaskHolder, apply_masks, masked_weights, prunable, strip
 from imp_keras.tf_keras.report import sparsity_report
@@ -25,6 +26,7 @@ FLAVOUR = "tf_keras"
 __all__ = [
     "ExportReport",
     "FLAVOUR",
+    "GMPCallback",
     "IMPCallback",
     "InvariantError",
     "KINDS",

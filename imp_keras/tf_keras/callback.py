@@ -1,31 +1,74 @@
-"""When to prune during `model.fit`: the Keras callback that runs an IMP plan."""
+"""When to prune during `model.fit`: the Keras callback that runs an IMP plan, and the hooks through
+which the core's callbacks (`imp_keras.core.callback`) read and write tf_keras variables."""
 
 import inspect
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from imp_keras import distribution
-from imp_keras.core.plan import Plan
-from imp_keras.core.pruning import PHASE_PRETRAIN, PHASE_RETRAIN, PruningRun, callback_settings, rung_cycle, rung_name
-from imp_keras.core.rules import InvariantError, broken
-from imp_keras.core.selection import Criterion
+from imp_keras.core.callback import MaskCallback
+from imp_keras.core.pruning import PHASE_PRETRAIN, PHASE_RETRAIN, IMPCallbackBase, rung_cycle, rung_name
+from imp_keras.core.rules import VerifyReport
 from imp_keras.export import tf_keras as exporter  # the module: the exporter imports this package too
-from imp_keras.export.report import ExportReport
 from imp_keras.tf_keras import masking
 from imp_keras.tf_keras._keras import keras, require_tf_keras
 from imp_keras.tf_keras.schedules import RetrainSchedule
 from imp_keras.tf_keras.verify import verify
 
-__all__ = ["IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN", "rung_cycle", "rung_name"]
-
-def _export_keywords() -> list[str]:
-    return [name for name in inspect.signature(exporter.export).parameters if name not in ("model", "out_dir")]
+__all__ = ["Hooks", "IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN", "rung_cycle", "rung_name"]
 
 
-class IMPCallback(keras.callbacks.Callback):
+class Hooks(MaskCallback):
+    """`MaskCallback`'s hooks on tf_keras variables, under the model's distribution strategy."""
+
+    masking = masking
+    learning_rate_key = "lr"
+
+    @staticmethod
+    def _export_keywords() -> list[str]:
+        return [name for name in inspect.signature(exporter.export).parameters if name not in ("model", "out_dir")]
+
+    def _numpy(self, value: Any) -> np.ndarray:
+        return value.numpy()
+
+    def _require_model(self) -> None:
+        require_tf_keras(self.model, "model", keras.Model)
+
+    def _learning_rate_setting(self) -> Any:
+        optimizer = self.model.optimizer
+        require_tf_keras(optimizer, "model.optimizer", (keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer))
+        return masking.learning_rate_setting(optimizer)
+
+    def _build_optimizer(self) -> None:
+        with self.model.distribute_strategy.scope():
+            masking.build_optimizer(self.model.optimizer, self.model.trainable_weights)
+
+    def _trainable(self) -> list[Any]:
+        return self.model.trainable_weights
+
+    def _steps_taken(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def _verify_model(self, **kwargs: Any) -> VerifyReport:
+        return verify(self.model, **kwargs)
+
+    def _save_model(self, model: Any, name: str) -> None:
+        with distribution.chief_directory(self.ladder_dir, self.model.distribute_strategy) as directory:
+            distribution.save_model(model, os.path.join(directory, name))
+
+    def _export_model(self, options: dict[str, Any]) -> Any:
+        strategy = self.model.distribute_strategy
+        chief = distribution.is_chief(strategy)
+        with distribution.chief_directory(self.export_dir, strategy) as directory:
+            if not chief:
+                options.update(latency_runs=0, verbose=0)
+            report = exporter.export(self.model, directory, **options)
+        return report if chief else None
+
+
+class IMPCallback(IMPCallbackBase, Hooks, keras.callbacks.Callback):
     """Runs Iterative Magnitude Pruning inside `model.fit`.
 
     At the first epoch of every cycle of `plan` it removes the plan's share of the still-alive
@@ -76,124 +119,4 @@ class IMPCallback(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(
-        self,
-        plan: Plan,
-        schedule: RetrainSchedule | None = None,
-        selection: str | Criterion = "global",
-        *,
-        reset_optimizer: bool = True,
-        block_size: tuple[int, int] | None = None,
-        ladder_dir: str | os.PathLike | None = None,
-        export_dir: str | os.PathLike | None = None,
-        export_options: Mapping[str, Any] | None = None,
-        verbose: int = 1,
-    ):
-        super().__init__()
-        settings = callback_settings(
-            plan, schedule, RetrainSchedule, selection, reset_optimizer, block_size, verbose, ladder_dir, export_dir,
-            export_options, _export_keywords(),
-        )
-        vars(self).update(settings)
-        self._given_schedule = schedule
-        self.export_report: ExportReport | None = None
-        self._finished_plan = False
-        self.verbose = verbose
-        self._entries: list[masking.MaskedWeight] = []
-        self._run: PruningRun | None = None
-
-    # -- checks ---------------------------------------------------------------------------------
-
-    def _check_model(self) -> None:
-        require_tf_keras(self.model, "model", keras.Model)
-        self._entries = masking.masked_weights(self.model)
-        if not self._entries:
-            raise ValueError(
-                f"Model {self.model.name!r} has no imp_keras mask holders: wrap it with "
-                "`imp_keras.prunable(model)` before compiling it."
-            )
-        optimizer = self.model.optimizer
-        require_tf_keras(optimizer, "model.optimizer", (keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer))
-        used = masking.learning_rate_setting(self.model.optimizer)
-        self.schedule = self._given_schedule
-        if self.schedule is None and isinstance(used, RetrainSchedule):
-            if used.plan != self.plan:
-                raise ValueError(f"The optimizer's RetrainSchedule was built for another plan: {used.plan} != {self.plan}")
-            self.schedule = used  # e.g. ALLR needs the callback to record its peaks
-        if self.schedule is not None and used is not self.schedule:
-            raise ValueError(
-                "The model's optimizer does not use `schedule` as its learning rate; compile with "
-                "e.g. `keras.optimizers.SGD(learning_rate=schedule, ...)`, or pass schedule=None."
-            )
-
-    # -- Keras hooks ----------------------------------------------------------------------------
-
-    def on_train_begin(self, logs=None):
-        self._check_model()
-        self._run = PruningRun(
-            self.plan,
-            self.selection,
-            [e.name for e in self._entries],
-            [tuple(e.mask.shape) for e in self._entries],
-            masking.block_sizes(self._entries, self.block_size),
-            None if self.schedule is None else self.schedule.steps_per_epoch,
-        )
-        self._run.check_fit(self.params.get("epochs"), self.params.get("steps"))
-        with self.model.distribute_strategy.scope():
-            masking.build_optimizer(self.model.optimizer, self.model.trainable_weights)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        steps = None if self.schedule is None else int(self.model.optimizer.iterations.numpy())
-        masks = [e.mask.numpy() != 0 for e in self._entries]
-        cycle = self._run.epoch_begin(epoch, masks, steps)
-        if cycle:
-            self._prune(epoch, cycle, masks)
-
-    def _prune(self, epoch: int, cycle: int, masks: list[np.ndarray]) -> None:
-        allr = self.schedule is not None and self.schedule.kind == "allr"
-        norm = sum(float(np.sum(np.square(v.numpy(), dtype=np.float64))) for v in self.model.trainable_weights) if allr else None
-        pruning = self._run.prune(epoch, cycle, [e.weight.numpy() for e in self._entries], masks, norm)
-        peak = self.schedule.record_allr(cycle, pruning.d) if allr else None
-        optimizer = self.model.optimizer
-        if cycle == 1 and self.reset_optimizer:
-            masking.reset_optimizer(optimizer, self.model.trainable_weights)
-        masking.apply_masks(self._entries, pruning.masks, optimizer)
-        if self.verbose:
-            print(self._run.describe(pruning, epoch, peak))
-
-    def on_epoch_end(self, epoch, logs=None):
-        cycle = self.plan.cycle_at(epoch)
-        if logs is not None:
-            allr = None
-            if self.schedule is not None and self.schedule.kind == "allr":
-                allr = (self.schedule.allr_d.numpy(), self.schedule.eta_star.numpy())
-            logs.update(self._run.epoch_logs(epoch, masking.last_learning_rate(self.model.optimizer), allr))
-        if self.plan.is_last_epoch_of_cycle(epoch):
-            self._verify(epoch, cycle)
-            if self.ladder_dir:
-                self._save_rung(cycle, self._run.sparsity)
-        self._finished_plan = epoch == self.plan.total_epochs - 1
-
-    def on_train_end(self, logs=None):
-        if self.export_dir and self._finished_plan:
-            strategy = self.model.distribute_strategy
-            chief = distribution.is_chief(strategy)
-            with distribution.chief_directory(self.export_dir, strategy) as directory:
-                options = dict(self.export_options)
-                options.setdefault("verbose", min(self.verbose, 1))
-                if not chief:
-                    options.update(latency_runs=0, verbose=0)
-                report = exporter.export(self.model, directory, **options)
-            self.export_report = report if chief else None
-
-    def _verify(self, epoch: int, cycle: int) -> None:
-        try:
-            report = verify(self.model, self.plan, cycle=cycle, previous_masks=self._run.verified_masks, block_size=self.block_size)
-        except InvariantError as e:
-            raise broken(e.problems, f" at the end of IMP cycle {cycle} of {self.plan.cycles} (epoch {epoch})") from None
-        self._run.verified_masks = report.masks
-
-    def _save_rung(self, cycle: int, sparsity: float) -> None:
-        name = rung_name(cycle, sparsity)
-        with distribution.chief_directory(self.ladder_dir, self.model.distribute_strategy) as directory:
-            distribution.save_model(masking.strip(self.model), os.path.join(directory, name))
+    schedule_type = RetrainSchedule
