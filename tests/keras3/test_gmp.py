@@ -187,7 +187,9 @@ def test_gmp_exports_the_final_model(api, make_mlp, train_data, tmp_path):
     model = api.prunable(make_mlp(api))
     compile_gmp(api, model)
     _, gmp = fit_gmp(api, model, train_data, export_dir=tmp_path, export_options={"formats": ["keras"], "verbose": 0})
-    assert gmp.export_report.pruned_weights == 108 and [f.format for f in gmp.export_report.files] == ["keras"]
+    report = gmp.export_report
+    assert report.passed and report.pruned_weights == 108 and [f.format for f in report.files] == ["keras"]
+    assert report.files[0].pruned_zero == 108
     assert api.sparsity_report(api.keras.models.load_model(tmp_path / "model.keras")).pruned == 108
 
 
