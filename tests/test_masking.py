@@ -70,7 +70,7 @@ def test_exclude_unknown_name_is_an_error():
         prunable(small_cnn(), exclude=["cnov"])
 
 
-def test_depthwise_and_separable_only_when_asked():
+def test_depthwise_and_separable_by_default_and_listed_when_left_out(capsys):
     def build():
         return keras.Sequential(
             [
@@ -82,18 +82,26 @@ def test_depthwise_and_separable_only_when_asked():
             ]
         )
 
-    assert names(prunable(build())) == ["out/kernel"]
-    assert names(prunable(build(), depthwise=True)) == [
-        "dw/depthwise_kernel", "sep/depthwise_kernel", "sep/pointwise_kernel", "out/kernel"
+    assert names(prunable(build())) == ["dw/depthwise_kernel", "sep/depthwise_kernel", "sep/pointwise_kernel", "out/kernel"]
+    assert capsys.readouterr().out == ""
+    assert names(prunable(build(), depthwise=False)) == ["sep/pointwise_kernel", "out/kernel"]
+    assert capsys.readouterr().out.splitlines() == [
+        "imp_keras: DepthwiseConv2D: 1 tensor(s), 27 weights not masked (depthwise kernel: depthwise=False was passed)",
+        "imp_keras: SeparableConv2D: 1 tensor(s), 27 weights not masked (depthwise kernel: depthwise=False was passed)",
     ]
 
 
-def test_embeddings_only_when_asked():
+def test_embeddings_when_asked_refused_when_they_hold_most_weights_unless_excluded(capsys):
     def build():
         return keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(10, 3, name="emb"), keras.layers.Flatten(), keras.layers.Dense(2, name="out")])
 
-    assert names(prunable(build())) == ["out/kernel"]
+    # 30 embedding weights against 24 in the Dense kernel: most of the model would stay dense.
+    with pytest.raises(ValueError, match=r"30 of its 54 trainable kernel weights \(55.56%\) would not be masked: Embedding: "
+                       r"1 tensor\(s\), 30 weights not masked \(embedding table: pass embeddings=True to prune it\)"):
+        prunable(build())
     assert names(prunable(build(), embeddings=True)) == ["emb/embeddings", "out/kernel"]
+    assert names(prunable(build(), exclude=["emb"])) == ["out/kernel"]
+    assert capsys.readouterr().out.splitlines() == ["imp_keras: Embedding: 1 tensor(s), 30 weights not masked (excluded by `exclude`)"]
 
 
 class ScaledDense(keras.layers.Dense, tfmot.sparsity.keras.PrunableLayer):
@@ -112,17 +120,27 @@ def test_nothing_prunable_is_an_error():
         prunable(model)
 
 
-def test_subclassed_model_is_an_error():
+def test_subclassed_model_is_refused_with_a_route_that_works():
     class Net(keras.Model):
-        def __init__(self):
+        def __init__(self, wrap):
             super().__init__()
-            self.fc = keras.layers.Dense(2)
+            self.fc = wrap(keras.layers.Dense(3, name="fc"))
+            self.lstm = wrap(keras.layers.LSTM(2, name="lstm"))
 
         def call(self, x):
-            return self.fc(x)
+            return self.lstm(self.fc(x))
 
-    with pytest.raises(ValueError, match="must be a Sequential or Functional"):
-        prunable(Net())
+    with pytest.raises(ValueError, match=r"subclassed tf_keras model; .* `self.fc = imp_keras.tf_keras.MaskHolder"):
+        prunable(Net(lambda layer: layer))
+    model = Net(imp_keras.tf_keras.MaskHolder)
+    model(np.zeros((1, 4, 5), np.float32))
+    entries = masked_weights(model)
+    assert names(model) == ["fc/kernel", "lstm/cell/kernel", "lstm/cell/recurrent_kernel"]
+    masks = [np.arange(e.mask.shape.num_elements()).reshape(e.mask.shape) % 2 == 0 for e in entries]
+    apply_masks(entries, masks)
+    model.compile(keras.optimizers.Adam(0.1), "mse")
+    model.fit(np.random.rand(8, 4, 5), np.random.rand(8, 2), epochs=2, verbose=0)
+    assert [int(np.count_nonzero(e.weight.numpy()[~m])) for e, m in zip(entries, masks)] == [0, 0, 0]
 
 
 def test_tfmot_wrapped_model_is_an_error():
