@@ -27,6 +27,7 @@ from imp_keras.tf_keras._keras import keras, require_tf_keras
 
 __all__ = [
     "MaskHolder",
+    "STRIPPED_MASKED",
     "MaskedWeight",
     "Skipped",
     "apply_masks",
@@ -44,6 +45,9 @@ __all__ = [
     "strip",
     "trainable_kernels",
 ]
+
+STRIPPED_MASKED = "_imp_keras_masked"  # attribute of a stripped model: the names of its masked tensors
+
 
 class _NeverPrune(tfmot_schedule.PruningSchedule):
     """tfmot schedule that never fires: imp_keras chooses every mask itself."""
@@ -572,7 +576,12 @@ def apply_masks(entries: Sequence[MaskedWeight], masks: Sequence[np.ndarray] | N
 
 def strip(model: keras.Model) -> keras.Model:
     """The plain tf_keras model, masks applied and wrappers removed (tfmot's `strip_pruning`, made
-    safe against tfmot issue #206: kernels are masked before stripping)."""
+    safe against tfmot issue #206: kernels are masked before stripping). It remembers which
+    tensors were masked, so its `sparsity_report` is the model's."""
     require_tf_keras(model, "model", keras.Model)
-    apply_masks(masked_weights(model))
-    return tfmot.sparsity.keras.strip_pruning(model)
+    entries = masked_weights(model)
+    apply_masks(entries)
+    plain = tfmot.sparsity.keras.strip_pruning(model)
+    # What was masked, for `sparsity_report`: not a tracked attribute, so never saved.
+    object.__setattr__(plain, STRIPPED_MASKED, tuple(e.name for e in entries))
+    return plain
