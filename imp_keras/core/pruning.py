@@ -20,13 +20,18 @@ from imp_keras.core.checks import check_bool
 from imp_keras.core.faults import NonFiniteError, describe_epoch
 from imp_keras.core.plan import Plan
 from imp_keras.core.selection import (
-    CRITERIA, Criterion, check_block_size, get_criterion, max_removable, select, select_blocks, within_blocks,
+    CRITERIA, Criterion, check_block_size, check_min_alive, get_criterion, max_removable, select, select_blocks,
+    within_blocks,
 )
 
-__all__ = ["PHASE_PRETRAIN", "PHASE_RETRAIN", "Pruning", "PruningRun", "callback_settings", "rung_cycle", "rung_name"]
+__all__ = ["COLLAPSE_THRESHOLD", "PHASE_PRETRAIN", "PHASE_RETRAIN", "Pruning", "PruningRun", "callback_settings", "rung_cycle", "rung_name"]
 
 PHASE_PRETRAIN = 0
 PHASE_RETRAIN = 1
+
+COLLAPSE_THRESHOLD = 0.01
+"""A cycle that leaves a tensor with fewer alive weights than this fraction of it warns."""
+_COLLAPSE_FREE = ("erk", "uniform_plus", "lamp")  # selections designed to keep every layer alive
 
 
 def callback_settings(
@@ -41,6 +46,7 @@ def callback_settings(
     export_dir: str | os.PathLike | None,
     export_options: Mapping[str, Any] | None,
     export_keywords: Sequence[str],
+    min_alive: int | float | None = None,
 ) -> dict[str, Any]:
     """IMPCallback's arguments, checked, as the attributes both flavours' callbacks keep."""
     if not isinstance(plan, Plan):
@@ -64,6 +70,12 @@ def callback_settings(
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise TypeError(f"`{argument}` must be a path or None. Received: {argument}={value!r}")
     get_criterion(selection)  # refuses an unknown name now, not at fit
+    min_alive = check_min_alive(min_alive)
+    if min_alive is not None and (block_size is not None or get_criterion(selection) not in CRITERIA.values()):
+        raise ValueError(
+            "`min_alive` keeps a floor in every tensor with a built-in selection, weight by weight; it cannot be "
+            f"combined with `block_size` or a custom selection. Received: selection={selection!r}, block_size={block_size!r}"
+        )
     if export_options is None:
         export_options = {}
     if not isinstance(export_options, Mapping):
@@ -81,6 +93,7 @@ def callback_settings(
         "ladder_dir": None if ladder_dir is None else os.fspath(ladder_dir),
         "export_dir": None if export_dir is None else os.fspath(export_dir),
         "export_options": dict(export_options),
+        "min_alive": min_alive,
     }
 
 
@@ -105,6 +118,7 @@ class PruningRun:
       shapes: their shapes.
       block_sizes: per tensor, the (rows, cols) blocks it loses weights in, or None for weight by weight.
       steps_per_epoch: the schedule's, to place a restored optimizer step; None without a schedule.
+      min_alive: the per-tensor floor of the selection (see `imp_keras.core.selection.select`).
     """
 
     def __init__(
@@ -115,8 +129,10 @@ class PruningRun:
         shapes: Sequence[tuple[int, ...]],
         block_sizes: Sequence[tuple[int, int] | None],
         steps_per_epoch: int | None,
+        min_alive: int | float | None = None,
     ):
         self.plan = plan
+        self.min_alive = check_min_alive(min_alive)
         self.selection = selection
         self.criterion = get_criterion(selection)
         self.names = list(names)
@@ -129,14 +145,17 @@ class PruningRun:
         self._check_goal_reachable([tuple(s) for s in shapes])
 
     def _check_goal_reachable(self, shapes: list[tuple[int, ...]]) -> None:
-        removable = max_removable(self.criterion, shapes)
+        removable = max_removable(self.criterion, shapes, self.min_alive)
         needed = self.n_total - self.plan.alive_after(self.plan.cycles, self.n_total)
         if removable is not None and needed > removable:
+            keeps = [f"min_alive={self.min_alive!r} keeps a floor in every tensor"] if self.min_alive is not None else []
+            if self.criterion is CRITERIA["uniform_plus"]:
+                keeps.append("it keeps the first convolution kernel dense and at least 20 % of the last tensor")
             raise ValueError(
                 f"goal_sparsity={self.plan.goal_sparsity} needs {needed:,} of the {self.n_total:,} prunable weights "
                 f"removed, but selection={self.selection!r} can remove at most {removable:,} "
-                f"({removable / self.n_total:.2%} sparsity): it keeps the first convolution kernel dense and at "
-                "least 20 % of the last tensor. Lower `goal_sparsity`, or choose another selection."
+                f"({removable / self.n_total:.2%} sparsity): {'; '.join(keeps)}. Lower `goal_sparsity`, or choose "
+                "another selection."
             )
 
     def check_fit(self, epochs: int | None, steps: int | None) -> None:
@@ -218,20 +237,33 @@ class PruningRun:
             count = self.alive - sum(int(np.count_nonzero(m)) for m in new_masks)
         else:
             count = self.plan.removal_count(cycle, self.n_total)
-            new_masks = select(self.criterion, weights, masks, count)
-        for name, old, new in zip(self.names, masks, new_masks):
-            if old.any() and not new.any():
-                warnings.warn(
-                    f"IMP cycle {cycle}: {self.selection!r} selection removed every remaining weight of "
-                    f"{name}; the layer no longer passes any signal.",
-                    stacklevel=3,
-                )
+            new_masks = select(self.criterion, weights, masks, count, min_alive=self.min_alive)
+        self._warn_collapse(cycle, masks, new_masks)
         d = None
         if squared_norm is not None:
             removed = sum(float(np.sum(np.square(w[o & ~n], dtype=np.float64))) for w, o, n in zip(weights, masks, new_masks))
             d = math.sqrt(removed / squared_norm) if squared_norm > 0 else 0.0
         self.alive -= count
         return Pruning(cycle, new_masks, count, d)
+
+    def _warn_collapse(self, cycle: int, masks: Sequence[np.ndarray], new_masks: Sequence[np.ndarray]) -> None:
+        """Warns about the tensors this cycle left under `COLLAPSE_THRESHOLD` alive (layer collapse)."""
+        collapsed = []
+        for name, old, new in zip(self.names, masks, new_masks):
+            alive, size = int(np.count_nonzero(new)), new.size
+            if alive < int(np.count_nonzero(old)) and alive < COLLAPSE_THRESHOLD * size:
+                passes = " (none: no signal passes)" if alive == 0 else ""
+                collapsed.append(f"{name} {alive}/{size} alive ({alive / size:.2%}){passes}")
+        if not collapsed:
+            return
+        others = [repr(n) for n in _COLLAPSE_FREE if CRITERIA[n] is not self.criterion]
+        warnings.warn(
+            f"IMP cycle {cycle}: selection={self.selection!r} left {len(collapsed)} tensor(s) under "
+            f"{COLLAPSE_THRESHOLD:.0%} of their weights alive, which can cut the signal through the layer (layer "
+            f"collapse): {'; '.join(collapsed)}. Selections that keep every layer alive: {', '.join(others)}; or keep "
+            "a floor in every tensor with IMPCallback(min_alive=...), e.g. min_alive=0.01.",
+            stacklevel=3,
+        )
 
     def describe(self, pruning: Pruning, epoch: int, peak: float | None) -> str:
         """The line printed at a pruning."""

@@ -41,7 +41,7 @@ class IMPCallback(keras.callbacks.Callback):
     ALLR, `allr_d` and `eta_star`.
 
     Args: as `imp_keras.tf_keras.IMPCallback`: plan, schedule, selection, reset_optimizer,
-      block_size, ladder_dir, export_dir, export_options, verbose.
+      block_size, ladder_dir, export_dir, export_options, verbose, min_alive.
     """
 
     def __init__(
@@ -56,12 +56,13 @@ class IMPCallback(keras.callbacks.Callback):
         export_dir: str | os.PathLike | None = None,
         export_options: Mapping[str, Any] | None = None,
         verbose: int = 1,
+        min_alive: int | float | None = None,
     ):
         super().__init__()
         keywords = _export_keywords() if export_options else []
         settings = callback_settings(
             plan, schedule, RetrainSchedule, selection, reset_optimizer, block_size, verbose, ladder_dir, export_dir,
-            export_options, keywords,
+            export_options, keywords, min_alive=min_alive,
         )
         vars(self).update(settings)
         self._given_schedule = schedule
@@ -106,6 +107,7 @@ class IMPCallback(keras.callbacks.Callback):
             [tuple(e.mask.shape) for e in self._entries],
             masking.block_sizes(self._entries, self.block_size),
             None if self.schedule is None else self.schedule.steps_per_epoch,
+            min_alive=self.min_alive,
         )
         self._run.check_fit(self.params.get("epochs"), self.params.get("steps"))
         optimizer = self.model.optimizer

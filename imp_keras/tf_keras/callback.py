@@ -65,6 +65,8 @@ class IMPCallback(keras.callbacks.Callback):
       export_options: keyword arguments for `imp_keras.tf_keras.export` (`formats`, `representative_data`,
         `sample_inputs`, `latency_runs`, `verbose`).
       verbose: 1 prints a line at every pruning, 0 is silent.
+      min_alive: a floor every tensor keeps at every pruning, so no layer collapses: a number of
+        weights (an int) or a fraction of the tensor (a float in (0, 1)); any built-in selection.
 
     Example:
     ```python
@@ -88,11 +90,12 @@ class IMPCallback(keras.callbacks.Callback):
         export_dir: str | os.PathLike | None = None,
         export_options: Mapping[str, Any] | None = None,
         verbose: int = 1,
+        min_alive: int | float | None = None,
     ):
         super().__init__()
         settings = callback_settings(
             plan, schedule, RetrainSchedule, selection, reset_optimizer, block_size, verbose, ladder_dir, export_dir,
-            export_options, _export_keywords(),
+            export_options, _export_keywords(), min_alive=min_alive,
         )
         vars(self).update(settings)
         self._given_schedule = schedule
@@ -137,6 +140,7 @@ class IMPCallback(keras.callbacks.Callback):
             [tuple(e.mask.shape) for e in self._entries],
             masking.block_sizes(self._entries, self.block_size),
             None if self.schedule is None else self.schedule.steps_per_epoch,
+            min_alive=self.min_alive,
         )
         self._run.check_fit(self.params.get("epochs"), self.params.get("steps"))
         with self.model.distribute_strategy.scope():
