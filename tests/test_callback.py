@@ -167,6 +167,7 @@ def test_sparsity_ladder_saves_a_model_per_cycle(tmp_path):
     for name, pruned in zip(files, (98, 129)):
         rung = keras.models.load_model(os.fspath(tmp_path / name))
         assert imp_keras.sparsity_report(rung).pruned == pruned
+    assert imp_keras.sparsity_report(rung) == imp_keras.sparsity_report(model)  # the last rung is the final model
 
 
 def _collapsing_run(**callback_kwargs):

@@ -23,6 +23,7 @@ __all__ = [
     "gzip_size",
     "in_batches",
     "match_kernels",
+    "not_run",
     "not_written",
     "random_inputs",
     "sizes",
@@ -214,6 +215,31 @@ def not_written(format: str, path: str | None, pruned: Mapping[str, np.ndarray],
         kernel_zeros=0,
         passed=False,
         problems=(problem,),
+    )
+
+
+def not_run(
+    format: str, path: str, found: Mapping[str, np.ndarray], pruned: Mapping[str, np.ndarray], problem: str, **tflite: Any
+) -> FileReport:
+    """The report of a file that was written but could not be run here: its kernels (`found`)
+    checked for the pruned zeros, its outputs not compared, so it does not pass."""
+    pruned_zero, kernel_zeros, problems = zero_counts(found, pruned)
+    raw, zipped = sizes(path)
+    return FileReport(
+        format=format,
+        path=path,
+        bytes=raw,
+        gzip_bytes=zipped,
+        ratio=None,
+        gzip_ratio=None,
+        max_abs_diff=None,
+        top1_agreement=None,
+        pruned_weights=_pruned_count(pruned),
+        pruned_zero=pruned_zero,
+        kernel_zeros=kernel_zeros,
+        passed=False,
+        problems=(problem, *problems),
+        **tflite,
     )
 
 

@@ -218,6 +218,14 @@ class _Checker:
         if isinstance(content, str):
             return checks.not_written(format, None, self.pruned, content)
         files.write_bytes(path, content)
+        facts = tflite.read_flatbuffer(content)
+        if facts.flex_ops:
+            found = checks.match_kernels(facts.kernels, self.keras_kernels)
+            problem = tflite.FLEX_NOT_RUN.format(count=facts.flex_ops)
+            return checks.not_run(
+                format, path, found, self.pruned, problem, sparse_tensors=facts.sparse_tensors,
+                densify_ops=facts.densify_ops, sparsity_at_runtime=facts.sparsity_at_runtime,
+            )
         try:
             return self.tflite_file(format, path, content)
         except (RuntimeError, ValueError) as error:
@@ -330,8 +338,9 @@ def export(
         `representative_data`, else 32 standard-normal samples.
       converter_options: TFLite converter settings, `select_tf_ops` and `lower_tensor_list_ops`
         (see `imp_keras.export.tflite.CONVERTER_OPTIONS`), for models with ops TFLite lacks (an
-        LSTM's TensorList ops); a file with Select TF ops is run on TensorFlow's interpreter, whose
-        Flex delegate runs them.
+        LSTM's TensorList ops). A file with Select TF ops needs the Flex delegate, which neither
+        LiteRT nor TensorFlow's Python interpreter links: its kernels are checked for the pruned
+        zeros, but it cannot be run here, so it is reported as not passed, with why.
       latency_runs: timed invokes per TFLite file and runtime (0 skips latency).
       verbose: 1 prints the report, 0 is silent.
 

@@ -20,7 +20,7 @@ __all__ = [
     "AUTO",
     "BUILTIN",
     "CONVERTER_OPTIONS",
-    "FLEX_RUNTIME",
+    "FLEX_NOT_RUN",
     "FlatbufferFacts",
     "check",
     "check_converter_options",
@@ -73,11 +73,16 @@ CONVERTER_OPTIONS = ("select_tf_ops", "lower_tensor_list_ops")
 Flex delegate), `lower_tensor_list_ops` (False keeps an LSTM's TensorList ops for Select TF ops
 instead of lowering them)."""
 
-FLEX_RUNTIME = "tensorflow (Flex ops)"
+FLEX_NOT_RUN = (
+    "written, not run: it has {count} Select TF (Flex) op(s), which need the Flex delegate, and neither the LiteRT "
+    "runtime nor TensorFlow's Python interpreter links it; its kernels were checked in the flatbuffer. Run it where "
+    "the Flex delegate is linked (on Android, org.tensorflow:tensorflow-lite-select-tf-ops), or convert without "
+    "Select TF ops (an RNN with unroll=True converts to builtin ops)."
+)
 _CONVERT_ADVICE = (
     "To convert it, try converter_options={'select_tf_ops': True} (TensorFlow ops TFLite lacks, such as an "
-    "LSTM's TensorList ops; the file then needs the Flex delegate at run time), an RNN with unroll=True, "
-    "or leave the format out of `formats`."
+    "LSTM's TensorList ops; the file then needs the Flex delegate at run time), an RNN with unroll=True "
+    "(builtin ops only), or leave the format out of `formats`."
 )
 
 
@@ -94,14 +99,14 @@ def check_converter_options(options: Any) -> dict[str, bool]:
 
 def converter_error(error: Exception) -> str:
     """The converter's message without its MLIR source locations, and what to try."""
-    lines = []
+    lines: dict[str, None] = {}  # in order, once each
     for line in str(error).splitlines():
         if "error:" in line:
-            line = line[line.index("error:") :]
-        elif line.lstrip().startswith("loc("):
+            line = line[line.rindex("error:") :]
+        elif "loc(" in line or "note:" in line:
             continue
         if line.strip():
-            lines.append(line.strip())
+            lines[line.strip()] = None
     message = " ".join(lines)
     return f"not converted: {type(error).__name__}: {message[:1500]} {_CONVERT_ADVICE}"
 
@@ -264,15 +269,8 @@ def read_flatbuffer(content: bytes) -> FlatbufferFacts:
 
 
 def new_interpreter(content: bytes, resolver: OpResolverType) -> Interpreter:
-    """A LiteRT interpreter of the flatbuffer `content` on one thread, tensors allocated; for a
-    file with Select TF ops, TensorFlow's interpreter, whose Flex delegate runs them (the LiteRT
-    wheel has none)."""
-    if read_flatbuffer(content).flex_ops:
-        import tensorflow as tf
-
-        interpreter = tf.lite.Interpreter(model_content=content, num_threads=1)
-    else:
-        interpreter = Interpreter(model_content=content, num_threads=1, experimental_op_resolver_type=resolver)
+    """A LiteRT interpreter of the flatbuffer `content` on one thread, tensors allocated."""
+    interpreter = Interpreter(model_content=content, num_threads=1, experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
     return interpreter
 
@@ -280,8 +278,6 @@ def new_interpreter(content: bytes, resolver: OpResolverType) -> Interpreter:
 def default_interpreter(content: bytes) -> tuple[Interpreter, str, str | None]:
     """The interpreter a user gets by default (XNNPACK delegate), or TFLite's builtin kernels when
     XNNPACK refuses the model; with the runtime path and XNNPACK's error."""
-    if read_flatbuffer(content).flex_ops:
-        return new_interpreter(content, AUTO), FLEX_RUNTIME, None
     try:
         interpreter = new_interpreter(content, AUTO)
     except (RuntimeError, ValueError) as error:
