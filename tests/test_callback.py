@@ -186,8 +186,8 @@ def _collapsing_run(**callback_kwargs):
 def test_collapsing_layer_is_reported_with_what_avoids_it():
     message = (
         "IMP cycle 1: selection='global' left 1 tensor(s) under 1% of their weights alive, which can cut the signal "
-        "through the layer (layer collapse): out/kernel 0/48 alive (0.00%) (none: no signal passes). Selections that "
-        "keep every layer alive: 'erk', 'uniform_plus', 'lamp'; or keep a floor in every tensor with "
+        "through the layer (layer collapse): out/kernel 0/48 alive (0.00%) (none: no signal passes). Selections "
+        "designed against it: 'erk', 'uniform_plus', 'lamp'; a floor that guarantees it, with any selection: "
         "IMPCallback(min_alive=...), e.g. min_alive=0.01."
     )
     with pytest.warns(UserWarning, match=re.escape(message)):

@@ -31,7 +31,7 @@ PHASE_RETRAIN = 1
 
 COLLAPSE_THRESHOLD = 0.01
 """A cycle that leaves a tensor with fewer alive weights than this fraction of it warns."""
-_COLLAPSE_FREE = ("erk", "uniform_plus", "lamp")  # selections designed to keep every layer alive
+_COLLAPSE_FREE = ("erk", "uniform_plus", "lamp")  # designed to keep layers alive; only a floor guarantees it
 
 
 def callback_settings(
@@ -260,8 +260,8 @@ class PruningRun:
         warnings.warn(
             f"IMP cycle {cycle}: selection={self.selection!r} left {len(collapsed)} tensor(s) under "
             f"{COLLAPSE_THRESHOLD:.0%} of their weights alive, which can cut the signal through the layer (layer "
-            f"collapse): {'; '.join(collapsed)}. Selections that keep every layer alive: {', '.join(others)}; or keep "
-            "a floor in every tensor with IMPCallback(min_alive=...), e.g. min_alive=0.01.",
+            f"collapse): {'; '.join(collapsed)}. Selections designed against it: {', '.join(others)}; a floor that "
+            "guarantees it, with any selection: IMPCallback(min_alive=...), e.g. min_alive=0.01.",
             stacklevel=3,
         )
 
