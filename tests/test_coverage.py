@@ -185,3 +185,32 @@ def test_collapse_warning_names_exactly_the_tensors_left_under_one_percent():
         run = PruningRun(plan, "global", [e.name for e in entries], shapes, [None] * len(entries), None, min_alive=0.01)
         floored = run.prune(0, 1, [e.weight.numpy() for e in entries], masks).masks
     assert all(m.sum() >= np.ceil(0.01 * m.size) for m in floored)
+
+
+def test_recurrent_wrappers_and_stacked_cells_are_masked_through_their_attributes(tmp_path):
+    x = keras.Input((6, 4))
+    y = keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True), name="bi")(x)
+    y = keras.layers.GRU(3, return_sequences=True, name="gru")(y)
+    y = keras.layers.RNN([keras.layers.SimpleRNNCell(3), keras.layers.SimpleRNNCell(2)], name="stack")(y)
+    plain = keras.Model(x, keras.layers.Dense(2, name="out")(y))
+    model = imp_keras.prunable(plain)
+    assert names(model) == [
+        "bi/forward_layer/cell/kernel", "bi/forward_layer/cell/recurrent_kernel",
+        "bi/backward_layer/cell/kernel", "bi/backward_layer/cell/recurrent_kernel",
+        "gru/cell/kernel", "gru/cell/recurrent_kernel",
+        "stack/cell/cells/0/kernel", "stack/cell/cells/0/recurrent_kernel",
+        "stack/cell/cells/1/kernel", "stack/cell/cells/1/recurrent_kernel", "out/kernel",
+    ]
+    assert imp_keras.tf_keras.coverage(model) == []
+    entries = masked_weights(model)
+    pruned = [np.arange(e.mask.shape.num_elements()).reshape(e.mask.shape) % 3 == 0 for e in entries]
+    apply_masks(entries, [~p for p in pruned])
+    x = np.random.rand(4, 6, 4).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), strip(model).predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+    model.compile(keras.optimizers.Adam(0.05), "mse")
+    model.fit(x, np.zeros((4, 2)), epochs=2, verbose=0)
+    assert all(np.count_nonzero(e.weight.numpy()[p]) == 0 for e, p in zip(entries, pruned))
+    model.save(tmp_path / "masked.keras")
+    loaded = keras.models.load_model(tmp_path / "masked.keras")
+    assert names(loaded) == names(model)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
