@@ -1,6 +1,7 @@
 """MaskHolder wrapping rules, and masks that hold: pruned weights and their optimizer state stay 0.0."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -373,3 +374,27 @@ class HiddenWeight(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
 def test_prunable_weight_that_is_not_a_layer_attribute_is_refused():
     with pytest.raises(ValueError, match="is not an attribute of the layer"):
         prunable(keras.Sequential([keras.Input((3,)), HiddenWeight(name="hidden")]))
+
+
+class ListKernel(keras.layers.Layer):
+    """A custom layer that keeps its kernel in a list: no mask can be handed to it."""
+
+    def build(self, input_shape):
+        self.store = [self.add_weight("w", shape=(input_shape[-1], 40))]
+
+    def call(self, x):
+        return x @ self.store[0]
+
+
+def test_kernel_not_held_as_an_attribute_is_listed_and_refused_when_it_holds_most_weights(capsys):
+    def build(units):
+        return keras.Sequential([keras.Input((3,)), ListKernel(name="hidden"), keras.layers.Dense(units, name="out")])
+
+    reason = "not held as a layer attribute (in a list or dict?), so no mask can be handed to the layer"
+    model = prunable(build(4))  # 120 unmasked against 160 masked
+    assert names(model) == ["out/kernel"]
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"imp_keras: ListKernel: 1 tensor(s), 120 weights not masked ({reason}")
+    assert [(s.layer_type, s.tensors, s.weights) for s in imp_keras.tf_keras.coverage(model)] == [("ListKernel", ("hidden/w",), 120)]
+    with pytest.raises(ValueError, match=re.escape("120 of its 200 trainable kernel weights (60.00%) would not be masked: ListKernel")):
+        prunable(build(2))
+    assert names(prunable(build(2), exclude=["hidden"])) == ["out/kernel"]

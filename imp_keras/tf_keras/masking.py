@@ -117,6 +117,10 @@ class _Kernel:
         return _tensor_name(self.layer, self.path)
 
 
+def _short_name(variable: tf.Variable) -> str:
+    return variable.name.split(":")[0].rsplit("/", 1)[-1]
+
+
 def _kernels(layer: keras.layers.Layer, depthwise: bool, embeddings: bool, excluded: bool) -> list[_Kernel]:
     """The kernels of a (non-model) layer, each with why it stays unmasked (None: masked)."""
     trainable = {id(v) for v in layer.trainable_weights}
@@ -142,7 +146,7 @@ def _kernels(layer: keras.layers.Layer, depthwise: bool, embeddings: bool, exclu
         else:
             reason = None
         found.append(_Kernel(layer, path, variable, reason))
-    hidden = [w for w in layer.weights if id(w) not in held and kernel_role(w.name.split("/")[-1].split(":")[0], len(w.shape)) != "other"]
+    hidden = [w for w in layer.weights if id(w) not in held and kernel_role(_short_name(w), len(w.shape)) != "other"]
     if named is not None and any(id(w) in named for w in hidden):
         name = next(w.name for w in hidden if id(w) in named)
         raise ValueError(
@@ -150,8 +154,8 @@ def _kernels(layer: keras.layers.Layer, depthwise: bool, embeddings: bool, exclu
             "hand the layer its masked value during training. Assign it as `self.<name> = self.add_weight(...)`."
         )
     for w in hidden:
-        reason = FROZEN if id(w) not in trainable else coverage.NOT_AN_ATTRIBUTE
-        found.append(_Kernel(layer, w.name.split(":")[0], w, reason))
+        reason = FROZEN if id(w) not in trainable else EXCLUDED if excluded else NOT_AN_ATTRIBUTE
+        found.append(_Kernel(layer, _short_name(w), w, reason))
     return found
 
 
