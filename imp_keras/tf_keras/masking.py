@@ -147,7 +147,7 @@ def _kernels(layer: keras.layers.Layer, depthwise: bool, embeddings: bool, exclu
             reason = None
         found.append(_Kernel(layer, path, variable, reason))
     hidden = [w for w in layer.weights if id(w) not in held and kernel_role(_short_name(w), len(w.shape)) != "other"]
-    if named is not None and any(id(w) in named for w in hidden):
+    if named is not None and not excluded and any(id(w) in named for w in hidden):
         name = next(w.name for w in hidden if id(w) in named)
         raise ValueError(
             f"Layer {layer.name!r}: prunable weight {name!r} is not an attribute of the layer, so imp_keras cannot "
