@@ -93,9 +93,9 @@ def apply_masks(entries: Sequence[Any], masks: Sequence[Any] | None = None, opti
     _model_adapter(entries[0].layer, "entries").apply_masks(entries, masks, optimizer)
 
 
-def sparsity_report(model: Any) -> SparsityReport:
-    """Sparsity of every prunable tensor of `model` and overall."""
-    return _model_adapter(model).sparsity_report(model)
+def sparsity_report(model: Any, **kwargs: Any) -> SparsityReport:
+    """Sparsity of the masked tensors of `model`, of its other trainable kernels and of both."""
+    return _model_adapter(model).sparsity_report(model, **kwargs)
 
 
 def verify(model: Any, plan: Plan | None = None, **kwargs: Any) -> VerifyReport:

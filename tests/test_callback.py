@@ -8,6 +8,8 @@ Per-cycle fraction p = 1 - sqrt(0.1) = 0.68377: cycle 1 removes round(0.68377 * 
 
 import math
 import os
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -164,17 +166,51 @@ def test_sparsity_ladder_saves_a_model_per_cycle(tmp_path):
     for name, pruned in zip(files, (98, 129)):
         rung = keras.models.load_model(os.fspath(tmp_path / name))
         assert imp_keras.sparsity_report(rung).pruned == pruned
+    assert imp_keras.sparsity_report(rung) == imp_keras.sparsity_report(model)  # the last rung is the final model
 
 
-def test_collapsing_layer_is_reported():
-    model, schedule = build()
+def _collapsing_run(**callback_kwargs):
+    """One-shot 90 % of fc [6, 16] and out [16, 3] = 144 weights (130 removed) with out's kernel
+    all 1e-6: global magnitude takes all 48 of out first."""
+    model, _ = build()
     out = model.get_layer("mask_holder_out").layer
     out.kernel.assign(np.full(out.kernel.shape, 1e-6, np.float32))
     plan = Plan(goal_sparsity=0.9, cycles=1, pretrain_epochs=0, retrain_epochs=1)
     schedule = RetrainSchedule(None, plan, STEPS, "constant", initial_learning_rate=1e-9)
     model.compile(keras.optimizers.SGD(schedule), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    with pytest.warns(UserWarning, match="removed every remaining weight of out/kernel"):
-        fit(model, [IMPCallback(plan, schedule, verbose=0)], plan=plan)
+    fit(model, [IMPCallback(plan, schedule, verbose=0, **callback_kwargs)], plan=plan)
+    return [int(np.count_nonzero(e.mask.numpy())) for e in masked_weights(model)]
+
+
+def test_collapsing_layer_is_reported_with_what_avoids_it():
+    message = (
+        "IMP cycle 1: selection='global' left 1 tensor(s) under 1% of their weights alive, which can cut the signal "
+        "through the layer (layer collapse): out/kernel 0/48 alive (0.00%) (none: no signal passes). Selections "
+        "designed against it: 'erk', 'uniform_plus', 'lamp'; a floor that guarantees it, with any selection: "
+        "IMPCallback(min_alive=...), e.g. min_alive=0.01."
+    )
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        assert _collapsing_run() == [14, 0]
+
+
+def test_min_alive_keeps_a_floor_in_every_tensor_and_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert _collapsing_run(min_alive=2) == [12, 2]
+        assert _collapsing_run(min_alive=0.05) == [11, 3]  # ceil(0.05 * 48) = 3 of out
+    # ceil(0.1 * 96) + ceil(0.1 * 48) = 15 kept, but the plan leaves 14 alive.
+    with pytest.raises(ValueError, match=re.escape(
+        "goal_sparsity=0.9 needs 130 of the 144 prunable weights removed, but selection='global' can remove at most "
+        "129 (89.58% sparsity): min_alive=0.1 keeps a floor in every tensor."
+    )):
+        _collapsing_run(min_alive=0.1)
+
+
+def test_min_alive_refused_with_blocks_and_bad_values():
+    with pytest.raises(ValueError, match="cannot be combined with `block_size`"):
+        IMPCallback(PLAN, block_size=(4, 1), min_alive=2)
+    with pytest.raises(ValueError, match=re.escape("`min_alive` must be None, a number of weights (an int >= 1)")):
+        IMPCallback(PLAN, min_alive=1.5)
 
 
 def test_block_size_prunes_whole_dense_blocks_close_to_the_plan():

@@ -12,6 +12,7 @@ Each is exported once per module in every format, with 64 representative samples
 import gzip
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -461,3 +462,111 @@ def test_refuses_random_inputs_for_integer_inputs(tmp_path):
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Embedding(10, 3)(inputs)))
     with pytest.raises(ValueError, match=r"cannot be filled with random numbers; pass `sample_inputs`"):
         imp_keras.tf_keras.export(model, tmp_path, ("keras",))
+
+
+# -- models TFLite needs help with, fixed batch sizes, and what was asked ---------------------------
+
+
+def text_model():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((12,), dtype="int32")
+    y = keras.layers.Embedding(1000, 16, name="emb")(x)
+    y = keras.layers.LSTM(32, name="lstm")(y)
+    return keras.Model(x, keras.layers.Dense(2, name="out")(y))
+
+
+def pruned_globally(model, sparsity):
+    entries = masked_weights(model)
+    weights = [e.weight.numpy() for e in entries]
+    apply_masks(entries, select("global", weights, [np.ones(w.shape, bool) for w in weights], round(sparsity * sum(w.size for w in weights))))
+    return model
+
+
+def test_lstm_needs_select_tf_ops_and_the_other_files_never_wait_for_it(tmp_path):
+    # Embedding 16,000 + LSTM 2,048 + 4,096 + Dense 64 = 22,208 weights, 80 % pruned: 17,766.
+    model = pruned_globally(imp_keras.prunable(text_model(), embeddings=True), 0.8)
+    tokens = np.random.default_rng(0).integers(0, 1000, (16, 12))
+    asked = ("saved_model", "keras", "h5", "tflite_float")
+    with pytest.warns(UserWarning, match=r"failed their check: \['tflite_float'\]"):
+        report = tf_keras_export.export(model, tmp_path / "plain", asked, sample_inputs=tokens, latency_runs=0, verbose=0)
+    for format in ("saved_model", "keras", "h5"):
+        assert report[format].passed and report[format].pruned_zero == report[format].pruned_weights == 17766
+    failed = report["tflite_float"]
+    assert (failed.path, failed.passed, report.reference) == (None, False, None)
+    assert failed.problems[0].startswith("not converted: ConverterError: ")
+    assert "TensorListReserve" in failed.problems[0] and "converter_options={'select_tf_ops': True}" in failed.problems[0]
+    assert "loc(" not in failed.problems[0]
+    assert sorted(os.listdir(tmp_path / "plain")) == ["export_report.json", "model.h5", "model.keras", "saved_model"]
+
+    with pytest.warns(UserWarning, match=r"failed their check: \['tflite_float'\]"):
+        report = tf_keras_export.export(
+            model, tmp_path / "flex", ("tflite_float",), sample_inputs=tokens, converter_options={"select_tf_ops": True},
+            latency_runs=2, verbose=0,
+        )
+    file = report["tflite_float"]
+    # Written, and every pruned weight found at zero in it (the table in GATHER, the cell kernels in
+    # the loop body), but no runtime here has the Flex delegate, so it is not claimed to pass.
+    assert (file.path is not None, file.passed, file.max_abs_diff) == (True, False, None)
+    assert file.problems == (tflite.FLEX_NOT_RUN.format(count=3),)
+    assert file.pruned_zero == file.pruned_weights == 17766
+
+    # The advice's other route: an unrolled LSTM converts to builtin ops and runs on LiteRT.
+    unrolled = text_model()
+    unrolled.get_layer("lstm").unroll = True
+    model = pruned_globally(imp_keras.prunable(keras.models.clone_model(unrolled), embeddings=True), 0.8)
+    report = tf_keras_export.export(model, tmp_path / "unrolled", ("tflite_float",), sample_inputs=tokens, latency_runs=2, verbose=0)
+    assert report.passed and report["tflite_float"].pruned_zero == 17766 and report.reference is report["tflite_float"]
+
+
+def test_embedding_table_is_checked_in_the_gather_op(tmp_path):
+    keras.utils.set_random_seed(0)
+    plain = keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(50, 8, name="emb"), keras.layers.Flatten(), keras.layers.Dense(3, name="out")])
+    model = pruned_globally(imp_keras.prunable(plain, embeddings=True), 0.5)  # (400 + 96) / 2 = 248 pruned
+    tokens = np.random.default_rng(0).integers(0, 50, (8, 4))
+    report = tf_keras_export.export(model, tmp_path, ("keras", "tflite_float"), sample_inputs=tokens, latency_runs=0, verbose=0)
+    assert [(f.format, f.passed, f.pruned_zero, f.pruned_weights) for f in report.files] == [("keras", True, 248, 248), ("tflite_float", True, 248, 248)]
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_fixed_batch_size_is_checked_in_whole_batches(tmp_path, batch):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6,), batch_size=batch)
+    plain = keras.Model(x, keras.layers.Dense(3, name="out")(keras.layers.Dense(5, name="fc")(x)))
+    model = pruned_globally(imp_keras.prunable(plain), 0.5)  # (30 + 15) / 2 rounds to 22
+    report = tf_keras_export.export(model, tmp_path, ("saved_model", "keras", "tflite_float"), latency_runs=2, verbose=0)
+    assert report.passed and report.samples == 32
+    assert [f.pruned_zero for f in report.files] == [22, 22, 22]
+
+
+
+def test_fixed_batch_size_refuses_a_partial_batch_of_check_inputs(tmp_path):
+    x = keras.Input((6,), batch_size=4)
+    model = imp_keras.prunable(keras.Model(x, keras.layers.Dense(3, name="out")(x)))
+    with pytest.raises(ValueError, match=re.escape("The model's batch size is fixed at 4, so the check inputs must come in whole batches. Received: 6 samples")):
+        tf_keras_export.export(model, tmp_path, ("keras",), sample_inputs=np.zeros((6, 6)), verbose=0)
+
+
+def test_keras_formats_never_convert_to_tflite(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("converted to TFLite although no TFLite format was asked for")
+
+    monkeypatch.setattr(tflite, "convert", refuse)
+    report = tf_keras_export.export(pruned(mlp(), 0.8), tmp_path, ("saved_model", "keras", "h5"), latency_runs=0, verbose=0)
+    assert report.passed and report.reference is None
+
+
+def test_export_report_counts_all_trainable_kernels_as_the_sparsity_report(tmp_path):
+    model = pruned_globally(imp_keras.prunable(mlp(), exclude=["fc1"], verbose=0), 0.8)  # 3072 + 480 masked
+    sparsity = imp_keras.sparsity_report(model)
+    report = tf_keras_export.export(model, tmp_path, ("keras",), latency_runs=0, verbose=0)
+    assert (report.prunable_weights, report.pruned_weights) == (sparsity.total, sparsity.pruned) == (3552, 2842)
+    assert (report.kernel_weights, report.kernel_pruned, report.unmasked) == (5600, 2842, ("fc1/kernel",))
+    assert (sparsity.kernel_total, sparsity.kernel_pruned) == (5600, 2842)
+    assert str(report).splitlines()[1] == "All trainable kernels: 2842/5600 zero (50.75%); not masked: fc1/kernel."
+    saved = json.load(open(tmp_path / "export_report.json"))
+    assert (saved["kernel_weights"], saved["kernel_pruned"], saved["unmasked"]) == (5600, 2842, ["fc1/kernel"])
+
+
+def test_converter_options_are_checked(tmp_path):
+    with pytest.raises(ValueError, match=re.escape("`converter_options` must map some of ['select_tf_ops', 'lower_tensor_list_ops'] to bools")):
+        tf_keras_export.export(pruned(mlp(), 0.5), tmp_path, converter_options={"select_ops": True})

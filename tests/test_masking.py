@@ -1,6 +1,7 @@
 """MaskHolder wrapping rules, and masks that hold: pruned weights and their optimizer state stay 0.0."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def test_exclude_unknown_name_is_an_error():
         prunable(small_cnn(), exclude=["cnov"])
 
 
-def test_depthwise_and_separable_only_when_asked():
+def test_depthwise_and_separable_by_default_and_listed_when_left_out(capsys):
     def build():
         return keras.Sequential(
             [
@@ -82,18 +83,26 @@ def test_depthwise_and_separable_only_when_asked():
             ]
         )
 
-    assert names(prunable(build())) == ["out/kernel"]
-    assert names(prunable(build(), depthwise=True)) == [
-        "dw/depthwise_kernel", "sep/depthwise_kernel", "sep/pointwise_kernel", "out/kernel"
+    assert names(prunable(build())) == ["dw/depthwise_kernel", "sep/depthwise_kernel", "sep/pointwise_kernel", "out/kernel"]
+    assert capsys.readouterr().out == ""
+    assert names(prunable(build(), depthwise=False)) == ["sep/pointwise_kernel", "out/kernel"]
+    assert capsys.readouterr().out.splitlines() == [
+        "imp_keras: DepthwiseConv2D: 1 tensor(s), 27 weights not masked (depthwise kernel: depthwise=False was passed)",
+        "imp_keras: SeparableConv2D: 1 tensor(s), 27 weights not masked (depthwise kernel: depthwise=False was passed)",
     ]
 
 
-def test_embeddings_only_when_asked():
+def test_embeddings_when_asked_refused_when_they_hold_most_weights_unless_excluded(capsys):
     def build():
         return keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(10, 3, name="emb"), keras.layers.Flatten(), keras.layers.Dense(2, name="out")])
 
-    assert names(prunable(build())) == ["out/kernel"]
+    # 30 embedding weights against 24 in the Dense kernel: most of the model would stay dense.
+    with pytest.raises(ValueError, match=r"30 of its 54 trainable kernel weights \(55.56%\) would not be masked: Embedding: "
+                       r"1 tensor\(s\), 30 weights not masked \(embedding table: pass embeddings=True to prune it\)"):
+        prunable(build())
     assert names(prunable(build(), embeddings=True)) == ["emb/embeddings", "out/kernel"]
+    assert names(prunable(build(), exclude=["emb"])) == ["out/kernel"]
+    assert capsys.readouterr().out.splitlines() == ["imp_keras: Embedding: 1 tensor(s), 30 weights not masked (excluded by `exclude`)"]
 
 
 class ScaledDense(keras.layers.Dense, tfmot.sparsity.keras.PrunableLayer):
@@ -112,17 +121,27 @@ def test_nothing_prunable_is_an_error():
         prunable(model)
 
 
-def test_subclassed_model_is_an_error():
+def test_subclassed_model_is_refused_with_a_route_that_works():
     class Net(keras.Model):
-        def __init__(self):
+        def __init__(self, wrap):
             super().__init__()
-            self.fc = keras.layers.Dense(2)
+            self.fc = wrap(keras.layers.Dense(3, name="fc"))
+            self.lstm = wrap(keras.layers.LSTM(2, name="lstm"))
 
         def call(self, x):
-            return self.fc(x)
+            return self.lstm(self.fc(x))
 
-    with pytest.raises(ValueError, match="must be a Sequential or Functional"):
-        prunable(Net())
+    with pytest.raises(ValueError, match=r"subclassed tf_keras model; .* `self.fc = imp_keras.tf_keras.MaskHolder"):
+        prunable(Net(lambda layer: layer))
+    model = Net(imp_keras.tf_keras.MaskHolder)
+    model(np.zeros((1, 4, 5), np.float32))
+    entries = masked_weights(model)
+    assert names(model) == ["fc/kernel", "lstm/cell/kernel", "lstm/cell/recurrent_kernel"]
+    masks = [np.arange(e.mask.shape.num_elements()).reshape(e.mask.shape) % 2 == 0 for e in entries]
+    apply_masks(entries, masks)
+    model.compile(keras.optimizers.Adam(0.1), "mse")
+    model.fit(np.random.rand(8, 4, 5), np.random.rand(8, 2), epochs=2, verbose=0)
+    assert [int(np.count_nonzero(e.weight.numpy()[~m])) for e, m in zip(entries, masks)] == [0, 0, 0]
 
 
 def test_tfmot_wrapped_model_is_an_error():
@@ -355,3 +374,27 @@ class HiddenWeight(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
 def test_prunable_weight_that_is_not_a_layer_attribute_is_refused():
     with pytest.raises(ValueError, match="is not an attribute of the layer"):
         prunable(keras.Sequential([keras.Input((3,)), HiddenWeight(name="hidden")]))
+
+
+class ListKernel(keras.layers.Layer):
+    """A custom layer that keeps its kernel in a list: no mask can be handed to it."""
+
+    def build(self, input_shape):
+        self.store = [self.add_weight("w", shape=(input_shape[-1], 40))]
+
+    def call(self, x):
+        return x @ self.store[0]
+
+
+def test_kernel_not_held_as_an_attribute_is_listed_and_refused_when_it_holds_most_weights(capsys):
+    def build(units):
+        return keras.Sequential([keras.Input((3,)), ListKernel(name="hidden"), keras.layers.Dense(units, name="out")])
+
+    reason = "not held as a layer attribute (in a list or dict?), so no mask can be handed to the layer"
+    model = prunable(build(4))  # 120 unmasked against 160 masked
+    assert names(model) == ["out/kernel"]
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"imp_keras: ListKernel: 1 tensor(s), 120 weights not masked ({reason}")
+    assert [(s.layer_type, s.tensors, s.weights) for s in imp_keras.tf_keras.coverage(model)] == [("ListKernel", ("hidden/w",), 120)]
+    with pytest.raises(ValueError, match=re.escape("120 of its 200 trainable kernel weights (60.00%) would not be masked: ListKernel")):
+        prunable(build(2))
+    assert names(prunable(build(2), exclude=["hidden"])) == ["out/kernel"]

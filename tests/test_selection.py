@@ -5,6 +5,7 @@ is given in a comment where it is not obvious. Masks are compared as nested list
 """
 
 import doctest
+import re
 
 import numpy as np
 import pytest
@@ -15,9 +16,11 @@ from imp_keras.core.selection import (
     _allocate,
     _lamp_scores,
     erk,
+    floors,
     get_criterion,
     global_magnitude,
     lamp,
+    max_removable,
     select,
     select_blocks,
     uniform,
@@ -678,3 +681,89 @@ def test_select_blocks_checks_count_like_select():
     a = np.ones((4, 4))
     with pytest.raises(ValueError, match=r"`count` must be an integer in \[0, 16\]"):
         select_blocks([a], full(a), 17, [(4, 1)])
+
+
+# -- per-tensor floor (min_alive) -------------------------------------------------------------------
+
+
+def test_floors_of_a_count_and_of_a_fraction_capped_at_alive():
+    assert floors(None, [1000, 50], [1000, 20]).tolist() == [0, 0]
+    assert floors(0.01, [1000, 50], [1000, 20]).tolist() == [10, 1]
+    assert floors(3, [1000, 50], [1000, 2]).tolist() == [3, 2]
+    assert floors(100, [10, 50], [10, 50]).tolist() == [10, 50]
+
+
+def test_global_floor_keeps_each_tensors_best_weights():
+    w = [np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]), np.array([0.01, -0.02, 0.03, -0.04])]
+    m = [np.ones((2, 3), bool), np.ones(4, bool)]
+    assert [x.astype(int).tolist() for x in select("global", w, m, 5)] == [[[0, 1, 1], [1, 1, 1]], [0, 0, 0, 0]]
+    assert [x.astype(int).tolist() for x in select("global", w, m, 5, min_alive=2)] == [[[0, 0, 0], [1, 1, 1]], [0, 0, 1, 1]]
+    assert [x.astype(int).tolist() for x in select("global", w, m, 5, min_alive=0.5)] == [[[0, 0, 0], [1, 1, 1]], [0, 0, 1, 1]]
+    with pytest.raises(ValueError, match=re.escape("Cannot remove 6 weights: the per-tensor floor (`min_alive`) keeps 5 of them, so at most 5 can go.")):
+        select("global", w, m, 6, min_alive=0.5)
+
+
+def test_global_floor_ties_keep_the_later_positions():
+    w = [np.ones(4), np.full(2, 5.0)]
+    m = [np.ones(4, bool), np.ones(2, bool)]
+    assert [x.astype(int).tolist() for x in select("global", w, m, 3, min_alive=1)] == [[0, 0, 0, 1], [1, 1]]
+
+
+def _greedy_with_floor(weights, masks, count, floor):
+    """Removes the lowest alive |w| `count` times over tensors above their floor; ties earlier tensor, lower index."""
+    masks = [m.reshape(-1).copy() for m in masks]
+    flat = [np.abs(w).reshape(-1) for w in weights]
+    for _ in range(count):
+        best = None
+        for t, (w, m) in enumerate(zip(flat, masks)):
+            if np.count_nonzero(m) <= floor[t]:
+                continue
+            i = np.flatnonzero(m)[np.argmin(w[m])]
+            if best is None or w[i] < best[0]:
+                best = (w[i], t, i)
+        masks[best[1]][best[2]] = False
+    return [m.reshape(np.shape(w)) for m, w in zip(masks, weights)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_global_floor_equals_greedy_removal_skipping_tensors_at_their_floor(seed):
+    rng = np.random.default_rng(seed)
+    weights = [rng.integers(-3, 4, shape).astype(float) for shape in [(4, 5), (7,), (3, 3)]]  # many ties
+    masks = [rng.random(w.shape) < 0.8 for w in weights]
+    alive = [int(np.count_nonzero(m)) for m in masks]
+    floor = floors(3, [w.size for w in weights], alive)
+    count = int(sum(alive) - floor.sum() - rng.integers(0, 4))
+    expected = _greedy_with_floor(weights, masks, count, floor)
+    assert [x.tolist() for x in select("global", weights, masks, count, min_alive=3)] == [x.tolist() for x in expected]
+
+
+@pytest.mark.parametrize("name", sorted(CRITERIA))
+@pytest.mark.parametrize("min_alive", [3, 0.02])
+def test_every_criterion_keeps_the_floor_and_removes_exactly_count(name, min_alive):
+    rng = np.random.default_rng(1)
+    shapes = [(3, 3, 1, 4), (36, 10), (10, 5)]  # 36 + 360 + 50 = 446
+    weights = [rng.standard_normal(s) for s in shapes]
+    masks = [np.ones(s, bool) for s in shapes]
+    new = select(name, weights, masks, 386, min_alive=min_alive)
+    alive = [int(np.count_nonzero(m)) for m in new]
+    assert sum(alive) == 60
+    assert all(a >= f for a, f in zip(alive, floors(min_alive, [36, 360, 50], [36, 360, 50])))
+
+
+def test_max_removable_with_a_floor():
+    assert max_removable("global", [(10,), (100,)], 0.05) == 110 - (1 + 5)
+    assert max_removable("lamp", [(10,), (100,)], 20) == 110 - (10 + 20)
+    assert max_removable("uniform_plus", [(3, 3, 1, 8), (72, 10)], 3) == 576
+    assert max_removable("uniform_plus", [(3, 3, 1, 8), (72, 10)], 200) == 792 - (72 + 200)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.0, 0.0, True, "1%", 1.5])
+def test_min_alive_bad_values(bad):
+    w, m = [np.ones(4)], [np.ones(4, bool)]
+    with pytest.raises(ValueError, match=re.escape(f"Received: min_alive={bad!r}")):
+        select("global", w, m, 1, min_alive=bad)
+
+
+def test_min_alive_refused_for_a_custom_criterion():
+    with pytest.raises(ValueError, match="`min_alive` applies to the built-in criteria"):
+        select(lambda w, m, c: [x.copy() for x in m], [np.ones(4)], [np.ones(4, bool)], 0, min_alive=1)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from imp_keras.core.rules import InvariantError, VerifyReport, broken
-from imp_keras.core.selection import CRITERIA, Criterion, check_block_size, get_criterion
+from imp_keras.core.selection import CRITERIA, Criterion, check_block_size, check_min_alive, get_criterion
 
 __all__ = ["MaskCallback", "output_settings"]
 
@@ -27,6 +27,7 @@ def output_settings(
     export_dir: str | os.PathLike | None,
     export_options: Mapping[str, Any] | None,
     export_keywords: Sequence[str],
+    min_alive: int | float | None = None,
 ) -> dict[str, Any]:
     """The arguments every pruning callback takes (how to select, what to print and write), checked."""
     if block_size is not None:
@@ -42,6 +43,12 @@ def output_settings(
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise TypeError(f"`{argument}` must be a path or None. Received: {argument}={value!r}")
     get_criterion(selection)  # refuses an unknown name now, not at fit
+    min_alive = check_min_alive(min_alive)
+    if min_alive is not None and (block_size is not None or get_criterion(selection) not in CRITERIA.values()):
+        raise ValueError(
+            "`min_alive` keeps a floor in every tensor with a built-in selection, weight by weight; it cannot be "
+            f"combined with `block_size` or a custom selection. Received: selection={selection!r}, block_size={block_size!r}"
+        )
     if export_options is None:
         export_options = {}
     if not isinstance(export_options, Mapping):
@@ -56,6 +63,7 @@ def output_settings(
         "ladder_dir": None if ladder_dir is None else os.fspath(ladder_dir),
         "export_dir": None if export_dir is None else os.fspath(export_dir),
         "export_options": dict(export_options),
+        "min_alive": min_alive,
     }
 
 

@@ -22,7 +22,7 @@ from imp_keras.core.callback import MaskCallback, output_settings
 from imp_keras.core.checks import check_int
 from imp_keras.core.pruning import check_reachable, prune_to
 from imp_keras.core.rules import broken
-from imp_keras.core.selection import Criterion, within_blocks
+from imp_keras.core.selection import Criterion, check_min_alive, within_blocks
 
 __all__ = ["CubicSchedule", "GMPCallbackBase", "GradualRun", "UNITS", "Window", "gmp_rung_name"]
 
@@ -186,15 +186,18 @@ class GradualRun:
         names: Sequence[str],
         shapes: Sequence[tuple[int, ...]],
         block_sizes: Sequence[tuple[int, int] | None],
+        min_alive: int | float | None = None,
     ):
         self.schedule = schedule
+        self.min_alive = check_min_alive(min_alive)
         self.window = window
         self.selection = selection
         self.names = list(names)
         self.block_sizes = list(block_sizes)
         self.n_total = sum(math.prod(shape) for shape in shapes)
         self.tolerance = within_blocks(self.block_sizes)
-        check_reachable(selection, shapes, self.n_total - self.target(window.end_step), schedule.goal_sparsity)
+        needed = self.n_total - self.target(window.end_step)
+        check_reachable(selection, shapes, needed, schedule.goal_sparsity, self.min_alive)
         self.alive = self.n_total
         self.updated: int | None = None
         self.verified_masks: tuple[np.ndarray, ...] | None = None
@@ -241,6 +244,7 @@ class GradualRun:
         new_masks = prune_to(
             self.target(update), weights, masks, self.selection, self.block_sizes, self.names,
             label=f"GMP at step {update}", where=f"step {update} (GMP, sparsity {sparsity:.2%})",
+            min_alive=self.min_alive, callback="GMPCallback",
         )
         self.updated = update
         self.alive = sum(int(np.count_nonzero(m)) for m in new_masks)
@@ -310,6 +314,7 @@ class GMPCallbackBase(MaskCallback):
         `gmp_sparsityXX.XX.keras`.
       export_dir, export_options: as `IMPCallback`'s: the model is exported when the run ends.
       verbose: 1 prints a line at the end of every epoch that updated the masks, 0 is silent.
+      min_alive: as `IMPCallback`'s: a floor every tensor keeps at every update.
     """
 
     def __init__(
@@ -328,6 +333,7 @@ class GMPCallbackBase(MaskCallback):
         export_dir: Any = None,
         export_options: Any = None,
         verbose: int = 1,
+        min_alive: int | float | None = None,
     ):
         super().__init__()
         self.schedule = CubicSchedule(goal_sparsity, begin, end, unit, frequency)
@@ -336,7 +342,9 @@ class GMPCallbackBase(MaskCallback):
         if self.schedule.resolvable(self.epochs, self.steps_per_epoch):
             self.schedule.window(self.epochs, self.steps_per_epoch)  # refuses a window that misses the goal now
         keywords = self._keywords_for(export_options)
-        self._init_outputs(output_settings(selection, block_size, verbose, ladder_dir, export_dir, export_options, keywords))
+        self._init_outputs(
+            output_settings(selection, block_size, verbose, ladder_dir, export_dir, export_options, keywords, min_alive)
+        )
         self._run: GradualRun | None = None
 
     def _run_length(self) -> tuple[int | None, int | None]:
@@ -357,7 +365,7 @@ class GMPCallbackBase(MaskCallback):
         epochs, steps = self._run_length()
         window = self.schedule.window(epochs, steps)
         names, shapes = self._names_and_shapes()
-        self._run = GradualRun(self.schedule, window, self.selection, names, shapes, self._block_sizes())
+        self._run = GradualRun(self.schedule, window, self.selection, names, shapes, self._block_sizes(), self.min_alive)
         self._last_epoch = None if epochs is None else epochs - 1
         self._verified_end = False
         self._build_optimizer()

@@ -21,14 +21,18 @@ from imp_keras.core.checks import check_bool
 from imp_keras.core.faults import NonFiniteError, describe_epoch
 from imp_keras.core.plan import Plan
 from imp_keras.core.callback import MaskCallback, output_settings
-from imp_keras.core.selection import Criterion, max_removable, select, select_blocks, within_blocks
+from imp_keras.core.selection import CRITERIA, Criterion, check_min_alive, get_criterion, max_removable, select, select_blocks, within_blocks
 
 __all__ = [
-    "IMPCallbackBase", "PHASE_PRETRAIN", "PHASE_RETRAIN", "Pruning", "PruningRun", "check_reachable", "plan_settings", "prune_to", "rung_cycle", "rung_name",
+    "COLLAPSE_THRESHOLD", "IMPCallbackBase", "PHASE_PRETRAIN", "PHASE_RETRAIN", "Pruning", "PruningRun", "check_reachable", "plan_settings", "prune_to", "rung_cycle", "rung_name",
 ]
 
 PHASE_PRETRAIN = 0
 PHASE_RETRAIN = 1
+
+COLLAPSE_THRESHOLD = 0.01
+"""A pruning that leaves a tensor with fewer alive weights than this fraction of it warns."""
+_COLLAPSE_FREE = ("erk", "uniform_plus", "lamp")  # designed to keep layers alive; only a floor guarantees it
 
 
 def plan_settings(plan: Plan, schedule: Any, schedule_type: type, reset_optimizer: bool) -> dict[str, Any]:
@@ -44,18 +48,27 @@ def plan_settings(plan: Plan, schedule: Any, schedule_type: type, reset_optimize
     return {"plan": plan, "schedule": schedule, "reset_optimizer": reset_optimizer}
 
 
-def check_reachable(selection: str | Criterion, shapes: Sequence[tuple[int, ...]], needed: int, goal_sparsity: float) -> None:
+def check_reachable(
+    selection: str | Criterion,
+    shapes: Sequence[tuple[int, ...]],
+    needed: int,
+    goal_sparsity: float,
+    min_alive: int | float | None = None,
+) -> None:
     """Refuses a goal that needs `needed` of the weights of full tensors of `shapes` removed when
-    `selection` cannot remove that many (`uniform_plus` keeps some)."""
+    `selection` (with the floor `min_alive`) cannot remove that many (`uniform_plus` keeps some)."""
     shapes = [tuple(shape) for shape in shapes]
     n_total = sum(math.prod(shape) for shape in shapes)
-    removable = max_removable(selection, shapes)
+    removable = max_removable(selection, shapes, min_alive)
     if removable is not None and needed > removable:
+        keeps = [f"min_alive={min_alive!r} keeps a floor in every tensor"] if min_alive is not None else []
+        if get_criterion(selection) is CRITERIA["uniform_plus"]:
+            keeps.append("it keeps the first convolution kernel dense and at least 20 % of the last tensor")
         raise ValueError(
             f"goal_sparsity={goal_sparsity} needs {needed:,} of the {n_total:,} prunable weights "
             f"removed, but selection={selection!r} can remove at most {removable:,} "
-            f"({removable / n_total:.2%} sparsity): it keeps the first convolution kernel dense and at "
-            "least 20 % of the last tensor. Lower `goal_sparsity`, or choose another selection."
+            f"({removable / n_total:.2%} sparsity): {'; '.join(keeps)}. Lower `goal_sparsity`, or choose "
+            "another selection."
         )
 
 
@@ -69,13 +82,16 @@ def prune_to(
     *,
     label: str,
     where: str,
+    min_alive: int | float | None = None,
+    callback: str = "IMPCallback",
 ) -> list[np.ndarray]:
     """New masks (True = alive) with `target` weights alive, removed from the alive ones by
-    `selection`, or by whole blocks of `block_sizes` (then as close to `target` as blocks allow).
+    `selection` keeping `min_alive` in every tensor, or by whole blocks of `block_sizes` (then as
+    close to `target` as blocks allow).
 
     Aiming at an alive count, not at a number to remove, keeps block rounding from accumulating.
     `where` ("epoch 7 (IMP cycle 2 of 3, ...)") names the moment in the error on NaN or Inf
-    weights; `label` ("IMP cycle 2") in the warning on a tensor losing its last weight.
+    weights; `label` ("IMP cycle 2") and `callback` the warning on layer collapse.
     """
     faulty = [name for name, w in zip(names, weights) if not np.isfinite(w).all()]
     if faulty:
@@ -88,14 +104,37 @@ def prune_to(
     if any(block_sizes):
         new_masks = select_blocks(weights, masks, count, block_sizes)
     else:
-        new_masks = select(selection, weights, masks, count)
-    for name, old, new in zip(names, masks, new_masks):
-        if old.any() and not new.any():
-            warnings.warn(
-                f"{label}: {selection!r} selection removed every remaining weight of {name}; the layer no longer passes any signal.",
-                stacklevel=4,
-            )
+        new_masks = select(selection, weights, masks, count, min_alive=min_alive)
+    _warn_collapse(label, callback, selection, names, masks, new_masks)
     return new_masks
+
+
+def _warn_collapse(
+    label: str,
+    callback: str,
+    selection: str | Criterion,
+    names: Sequence[str],
+    masks: Sequence[np.ndarray],
+    new_masks: Sequence[np.ndarray],
+) -> None:
+    """Warns about the tensors this pruning left under `COLLAPSE_THRESHOLD` alive (layer collapse)."""
+    collapsed = []
+    for name, old, new in zip(names, masks, new_masks):
+        alive, size = int(np.count_nonzero(new)), new.size
+        if alive < int(np.count_nonzero(old)) and alive < COLLAPSE_THRESHOLD * size:
+            passes = " (none: no signal passes)" if alive == 0 else ""
+            collapsed.append(f"{name} {alive}/{size} alive ({alive / size:.2%}){passes}")
+    if not collapsed:
+        return
+    criterion = get_criterion(selection)
+    others = [repr(n) for n in _COLLAPSE_FREE if CRITERIA[n] is not criterion]
+    warnings.warn(
+        f"{label}: selection={selection!r} left {len(collapsed)} tensor(s) under "
+        f"{COLLAPSE_THRESHOLD:.0%} of their weights alive, which can cut the signal through the layer (layer "
+        f"collapse): {'; '.join(collapsed)}. Selections designed against it: {', '.join(others)}; a floor that "
+        f"guarantees it, with any selection: {callback}(min_alive=...), e.g. min_alive=0.01.",
+        stacklevel=5,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +168,10 @@ class PruningRun:
         shapes: Sequence[tuple[int, ...]],
         block_sizes: Sequence[tuple[int, int] | None],
         steps_per_epoch: int | None,
+        min_alive: int | float | None = None,
     ):
         self.plan = plan
+        self.min_alive = check_min_alive(min_alive)
         self.selection = selection
         self.names = list(names)
         self.block_sizes = list(block_sizes)
@@ -140,7 +181,7 @@ class PruningRun:
         self.alive = self.n_total
         self.verified_masks: tuple[np.ndarray, ...] | None = None
         needed = self.n_total - plan.alive_after(plan.cycles, self.n_total)
-        check_reachable(selection, shapes, needed, plan.goal_sparsity)
+        check_reachable(selection, shapes, needed, plan.goal_sparsity, self.min_alive)
 
     def check_fit(self, epochs: int | None, steps: int | None) -> None:
         """Refuses a `fit` longer than the plan, or with other steps per epoch than the schedule."""
@@ -211,7 +252,7 @@ class PruningRun:
         target = self.plan.alive_after(cycle, self.n_total)
         new_masks = prune_to(
             target, weights, masks, self.selection, self.block_sizes, self.names,
-            label=f"IMP cycle {cycle}", where=describe_epoch(self.plan, epoch),
+            label=f"IMP cycle {cycle}", where=describe_epoch(self.plan, epoch), min_alive=self.min_alive,
         )
         count = self.alive - sum(int(np.count_nonzero(m)) for m in new_masks)
         d = None
@@ -292,11 +333,13 @@ class IMPCallbackBase(MaskCallback):
         export_dir: str | os.PathLike | None = None,
         export_options: Mapping[str, Any] | None = None,
         verbose: int = 1,
+        min_alive: int | float | None = None,
     ):
         super().__init__()
         settings = plan_settings(plan, schedule, self.schedule_type, reset_optimizer)
         keywords = self._keywords_for(export_options)
-        self._init_outputs({**settings, **output_settings(selection, block_size, verbose, ladder_dir, export_dir, export_options, keywords)})
+        outputs = output_settings(selection, block_size, verbose, ladder_dir, export_dir, export_options, keywords, min_alive)
+        self._init_outputs({**settings, **outputs})
         self._given_schedule = schedule
         self._run: PruningRun | None = None
 
@@ -322,7 +365,7 @@ class IMPCallbackBase(MaskCallback):
         names, shapes = self._names_and_shapes()
         self._run = PruningRun(
             self.plan, self.selection, names, shapes, self._block_sizes(),
-            None if self.schedule is None else self.schedule.steps_per_epoch,
+            None if self.schedule is None else self.schedule.steps_per_epoch, self.min_alive,
         )
         self._run.check_fit(self.params.get("epochs"), self.params.get("steps"))
         self._build_optimizer()

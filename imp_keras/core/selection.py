@@ -18,6 +18,10 @@ Criteria:
   - `lamp`: layer-adaptive magnitude scores w_u^2 / sum_{|w_v| >= |w_u|} w_v^2 ranked globally
     (Lee et al., 2021).
 
+Every criterion takes a per-tensor floor (`min_alive` of `select`: keep at least k weights, or a
+fraction, of every tensor), so no layer collapses: global and LAMP never rank a tensor's `floor`
+best weights, the layerwise criteria allocate at least the floor to every tensor.
+
 `select_blocks` is the global criterion over whole blocks of 2-D tensors (Dense kernels), for
 runtimes with block-sparse kernels (TFLite's sparse fully-connected kernel runs 1x4 blocks of its
 [out, in] weights, which are Keras (4, 1) blocks of an [in, out] kernel). Whole blocks cannot always
@@ -32,7 +36,9 @@ import numpy as np
 __all__ = [
     "CRITERIA",
     "Criterion",
+    "check_min_alive",
     "erk",
+    "floors",
     "get_criterion",
     "global_magnitude",
     "lamp",
@@ -99,6 +105,68 @@ def _prune_lowest(
     return new
 
 
+def _protected(scores: Sequence[np.ndarray], masks: Sequence[np.ndarray], floor: np.ndarray) -> list[np.ndarray]:
+    """Per flat tensor, its `floor` alive entries that removal in score order would take last: the
+    highest scores, the later position on ties."""
+    kept = []
+    for s, m, k in zip(scores, masks, floor):
+        alive = np.flatnonzero(m)
+        keep = np.zeros_like(m)
+        if k:
+            keep[alive[np.lexsort((alive, s[alive]))[alive.size - int(k) :]]] = True
+        kept.append(keep)
+    return kept
+
+
+def _prune_lowest_above(
+    scores: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int, floor: np.ndarray | None, magnitude: bool = False
+) -> list[np.ndarray]:
+    """`_prune_lowest`, never taking a tensor below its `floor` alive: the same masks as removing
+    the lowest-scoring alive weight over all tensors `count` times, skipping tensors at their floor."""
+    if floor is None or not floor.any():
+        return _prune_lowest(scores, masks, count, magnitude=magnitude)
+    keep = _protected([np.abs(s) if magnitude else s for s in scores], masks, floor)
+    candidates = [m & ~k for m, k in zip(masks, keep)]
+    available = int(sum(np.count_nonzero(c) for c in candidates))
+    if count > available:
+        raise ValueError(
+            f"Cannot remove {count} weights: the per-tensor floor (`min_alive`) keeps {int(floor.sum())} of them, "
+            f"so at most {available} can go. Lower `min_alive` or `goal_sparsity`."
+        )
+    return [n | k for n, k in zip(_prune_lowest(scores, candidates, count, magnitude=magnitude), keep)]
+
+
+def floors(min_alive: int | float | None, sizes: Sequence[int], alive: Sequence[int]) -> np.ndarray:
+    """Per tensor, the fewest alive weights `min_alive` lets a criterion leave: at least k weights
+    (an int) or ceil(fraction * size) (a float in (0, 1)), never more than are alive now.
+
+    >>> floors(0.01, [1000, 50], [1000, 20]).tolist(), floors(3, [1000, 50], [1000, 2]).tolist()
+    ([10, 1], [3, 2])
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if min_alive is None:
+        wanted = np.zeros_like(sizes)
+    elif isinstance(min_alive, float):
+        wanted = np.ceil(min_alive * sizes).astype(np.int64)
+    else:
+        wanted = np.full_like(sizes, min_alive)
+    return np.minimum(np.minimum(wanted, sizes), np.asarray(alive, dtype=np.int64))
+
+
+def check_min_alive(min_alive: object) -> int | float | None:
+    """`min_alive` as None, an int >= 1 or a float in (0, 1); raises ValueError otherwise."""
+    if min_alive is None:
+        return None
+    if isinstance(min_alive, (float, np.floating)) and 0 < min_alive < 1:
+        return float(min_alive)
+    if isinstance(min_alive, (int, np.integer)) and not isinstance(min_alive, bool) and min_alive >= 1:
+        return int(min_alive)
+    raise ValueError(
+        "`min_alive` must be None, a number of weights (an int >= 1) or a fraction of each tensor (a float in "
+        f"(0, 1)) that every tensor keeps. Received: min_alive={min_alive!r}"
+    )
+
+
 def _prune_each_to(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], keep: np.ndarray) -> list[np.ndarray]:
     return [
         _prune_lowest([w], [m], int(np.count_nonzero(m)) - int(k), magnitude=True)[0]
@@ -149,20 +217,30 @@ def _reshaped(flat_masks: list[np.ndarray], weights: Sequence[np.ndarray]) -> li
     return [m.reshape(np.shape(w)) for m, w in zip(flat_masks, weights)]
 
 
-def global_magnitude(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
-    """Removes the `count` alive weights of smallest magnitude over all tensors together."""
-    return _reshaped(_prune_lowest(_flat(weights), _flat(masks), count, magnitude=True), weights)
+def global_magnitude(
+    weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int, *, floor: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """Removes the `count` alive weights of smallest magnitude over all tensors together (each
+    tensor keeping at least its `floor`)."""
+    return _reshaped(_prune_lowest_above(_flat(weights), _flat(masks), count, floor, magnitude=True), weights)
 
 
 def _layerwise(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], keep: np.ndarray) -> list[np.ndarray]:
     return _reshaped(_prune_each_to(_flat(weights), _flat(masks), keep), weights)
 
 
-def uniform(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
-    """Removes by magnitude within each tensor so that all end at the same density."""
+def _lower(alive: np.ndarray, floor: np.ndarray | None) -> np.ndarray:
+    return np.zeros_like(alive) if floor is None else np.asarray(floor, dtype=np.int64)
+
+
+def uniform(
+    weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int, *, floor: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """Removes by magnitude within each tensor so that all end at the same density (each keeping at
+    least its `floor`)."""
     alive = _alive(masks)
     sizes = np.array([np.size(w) for w in weights])
-    keep = _allocate(int(alive.sum()) - count, sizes, np.zeros_like(alive), alive)
+    keep = _allocate(int(alive.sum()) - count, sizes, _lower(alive, floor), alive)
     return _layerwise(weights, masks, keep)
 
 
@@ -172,12 +250,14 @@ def uniform_plus(
     count: int,
     *,
     last_layer_min_density: float = _LAST_LAYER_MIN_DENSITY,
+    floor: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """As `uniform`, but the first convolution kernel is not pruned and the last tensor keeps at
     least `last_layer_min_density` of its weights (Gale et al., 2019)."""
     alive = _alive(masks)
     sizes = np.array([np.size(w) for w in weights])
     lower = _uniform_plus_floor([np.shape(w) for w in weights], alive, last_layer_min_density)
+    lower = np.maximum(lower, _lower(alive, floor))
     keep = _allocate(int(alive.sum()) - count, sizes, lower, alive)
     return _layerwise(weights, masks, keep)
 
@@ -194,11 +274,13 @@ def _uniform_plus_floor(shapes: Sequence[tuple[int, ...]], alive: np.ndarray, la
     return lower
 
 
-def erk(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
+def erk(
+    weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int, *, floor: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Erdos-Renyi-Kernel: keeps per tensor in proportion to the sum of its dimensions."""
     alive = _alive(masks)
     desire = np.array([float(sum(np.shape(w))) for w in weights])
-    keep = _allocate(int(alive.sum()) - count, desire, np.zeros_like(alive), alive)
+    keep = _allocate(int(alive.sum()) - count, desire, _lower(alive, floor), alive)
     return _layerwise(weights, masks, keep)
 
 
@@ -220,11 +302,13 @@ def _lamp_scores(weight: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return scores
 
 
-def lamp(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
+def lamp(
+    weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int, *, floor: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Layer-adaptive magnitude pruning: ranks LAMP scores of alive weights over all tensors."""
     flat_w, flat_m = _flat(weights), _flat(masks)
     scores = [_lamp_scores(w, m) for w, m in zip(flat_w, flat_m)]
-    return _reshaped(_prune_lowest(scores, flat_m, count), weights)
+    return _reshaped(_prune_lowest_above(scores, flat_m, count, floor), weights)
 
 
 CRITERIA: dict[str, Criterion] = {
@@ -245,11 +329,14 @@ def get_criterion(selection: str | Criterion) -> Criterion:
     return CRITERIA[selection]
 
 
-def max_removable(selection: str | Criterion, shapes: Sequence[tuple[int, ...]]) -> int | None:
+def max_removable(
+    selection: str | Criterion, shapes: Sequence[tuple[int, ...]], min_alive: int | float | None = None
+) -> int | None:
     """The most weights `selection` can remove, over all its cycles, from full tensors of `shapes`.
 
     Every criterion may empty every tensor except `uniform_plus`, which keeps the first convolution
-    kernel dense and at least 20 % of the last tensor. None for a callable imp_keras does not know.
+    kernel dense and at least 20 % of the last tensor, and except for what `min_alive` keeps of
+    every tensor. None for a callable imp_keras does not know.
 
     >>> max_removable("uniform_plus", [(3, 3, 1, 8), (72, 10)])   # keeps 72 + ceil(0.2 * 720)
     576
@@ -259,9 +346,10 @@ def max_removable(selection: str | Criterion, shapes: Sequence[tuple[int, ...]])
         return None
     shapes = [tuple(shape) for shape in shapes]
     alive = np.array([math.prod(shape) for shape in shapes], dtype=np.int64)
+    lower = floors(min_alive, alive, alive)
     if criterion is uniform_plus:
-        return int(alive.sum() - _uniform_plus_floor(shapes, alive, _LAST_LAYER_MIN_DENSITY).sum())
-    return int(alive.sum())
+        lower = np.maximum(lower, _uniform_plus_floor(shapes, alive, _LAST_LAYER_MIN_DENSITY))
+    return int(alive.sum() - lower.sum())
 
 
 def _checked_masks(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> tuple[list[np.ndarray], int]:
@@ -295,6 +383,8 @@ def select(
     weights: Sequence[np.ndarray],
     masks: Sequence[np.ndarray],
     count: int,
+    *,
+    min_alive: int | float | None = None,
 ) -> list[np.ndarray]:
     """Removes exactly `count` alive weights with the given criterion and returns the new masks.
 
@@ -303,6 +393,9 @@ def select(
       weights: the prunable tensors, in model order.
       masks: their current masks (nonzero = alive), same shapes.
       count: how many alive weights to remove, in [0, number alive].
+      min_alive: a floor for every tensor: keep at least this many of its weights (an int) or
+        this fraction of them (a float in (0, 1)), or all it has alive if fewer (see `floors`).
+        Built-in criteria only.
 
     Returns:
       Boolean masks, each a subset of the old one, with `count` fewer True entries in total.
@@ -315,7 +408,13 @@ def select(
     """
     criterion = get_criterion(selection)
     masks, n_alive = _checked_masks(weights, masks, count)
-    new = criterion(weights, masks, int(count))
+    min_alive = check_min_alive(min_alive)
+    if min_alive is None:
+        new = criterion(weights, masks, int(count))
+    elif criterion in CRITERIA.values():
+        new = criterion(weights, masks, int(count), floor=floors(min_alive, [np.size(w) for w in weights], _alive(masks)))
+    else:
+        raise ValueError(f"`min_alive` applies to the built-in criteria {sorted(CRITERIA)}. Received: selection={selection!r}")
     if len(new) != len(masks):
         raise ValueError(f"Criterion {selection!r} returned {len(new)} masks for {len(masks)} tensors.")
     if criterion not in CRITERIA.values():

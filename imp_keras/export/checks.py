@@ -23,6 +23,7 @@ __all__ = [
     "gzip_size",
     "in_batches",
     "match_kernels",
+    "not_run",
     "not_written",
     "random_inputs",
     "sizes",
@@ -160,6 +161,35 @@ def _pruned_count(pruned: Mapping[str, np.ndarray]) -> int:
     return int(sum(int(p.sum()) for p in pruned.values()))
 
 
+def _report(
+    format: str,
+    path: str | None,
+    sizes: tuple[int, int],
+    pruned: Mapping[str, np.ndarray],
+    zeros: tuple[int, int],
+    problems: Sequence[str],
+    diff: float | None = None,
+    top1: float | None = None,
+    **tflite: Any,
+) -> FileReport:
+    return FileReport(
+        format=format,
+        path=path,
+        bytes=sizes[0],
+        gzip_bytes=sizes[1],
+        ratio=None,
+        gzip_ratio=None,
+        max_abs_diff=diff,
+        top1_agreement=top1,
+        pruned_weights=_pruned_count(pruned),
+        pruned_zero=zeros[0],
+        kernel_zeros=zeros[1],
+        passed=diff is not None and not problems,
+        problems=tuple(problems),
+        **tflite,
+    )
+
+
 def file_report(
     format: str,
     path: str | None,
@@ -179,42 +209,21 @@ def file_report(
     pruned_zero, kernel_zeros, problems = zero_counts(found, pruned)
     if exact and not scaled <= FLOAT_TOLERANCE:
         problems.insert(0, f"outputs differ from the Keras model's by up to {diff:.3g}, over {FLOAT_TOLERANCE} * (1 + |output|)")
-    return FileReport(
-        format=format,
-        path=path,
-        bytes=sizes[0],
-        gzip_bytes=sizes[1],
-        ratio=None,
-        gzip_ratio=None,
-        max_abs_diff=diff,
-        top1_agreement=top1,
-        pruned_weights=_pruned_count(pruned),
-        pruned_zero=pruned_zero,
-        kernel_zeros=kernel_zeros,
-        passed=not problems,
-        problems=tuple(problems),
-        **tflite,
-    )
+    return _report(format, path, sizes, pruned, (pruned_zero, kernel_zeros), problems, diff, top1, **tflite)
 
 
 def not_written(format: str, path: str | None, pruned: Mapping[str, np.ndarray], problem: str) -> FileReport:
     """The report of a file that could not be written (`path` None) or not be run."""
-    raw, zipped = (0, 0) if path is None else sizes(path)
-    return FileReport(
-        format=format,
-        path=path,
-        bytes=raw,
-        gzip_bytes=zipped,
-        ratio=None,
-        gzip_ratio=None,
-        max_abs_diff=None,
-        top1_agreement=None,
-        pruned_weights=_pruned_count(pruned),
-        pruned_zero=0,
-        kernel_zeros=0,
-        passed=False,
-        problems=(problem,),
-    )
+    return _report(format, path, (0, 0) if path is None else sizes(path), pruned, (0, 0), [problem])
+
+
+def not_run(
+    format: str, path: str, found: Mapping[str, np.ndarray], pruned: Mapping[str, np.ndarray], problem: str, **tflite: Any
+) -> FileReport:
+    """The report of a file that was written but could not be run here: its kernels (`found`)
+    checked for the pruned zeros, its outputs not compared, so it does not pass."""
+    pruned_zero, kernel_zeros, problems = zero_counts(found, pruned)
+    return _report(format, path, sizes(path), pruned, (pruned_zero, kernel_zeros), [problem, *problems], **tflite)
 
 
 def _channel_profile(kernel: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 from imp_keras import files
 from imp_keras.export import checks, onnx, saved_model
 from imp_keras.export.report import ExportReport, FileReport, publish
+from imp_keras.keras3.report import sparsity_report
 
 __all__ = [
     "FILE_NAMES",
@@ -324,5 +325,5 @@ def export(
     return publish(
         out_dir, written, masks, len(samples[0]), verbose,
         tensorflow_version=None if tensorflow is None else tensorflow.__version__,
-        keras=f"keras {keras.__version__} ({keras.backend.backend()})",
+        keras=f"keras {keras.__version__} ({keras.backend.backend()})", sparsity=sparsity_report(model),
     )

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from imp_keras import files as files_lib
+from imp_keras.core.report import SparsityReport
 
 __all__ = ["REPORT_FILE", "ExportReport", "FileReport", "publish"]
 
@@ -88,7 +89,7 @@ class ExportReport:
       files: one `FileReport` per exported format, in the order asked.
       reference: the dense float TFLite file that ratios and speed-ups refer to (the `tflite_float`
         entry of `files` when it was exported, else converted in memory only); None for a Keras 3
-        export, which has no such reference.
+        export, for an export without TFLite formats, and when the float model does not convert.
       samples: how many inputs each file was checked on.
       prunable_weights: kernel weights of the model that IMP could prune.
       pruned_weights: those pruned.
@@ -96,6 +97,10 @@ class ExportReport:
       tensorflow_version: the TensorFlow version that converted and measured (None when the export
         did not use TensorFlow).
       keras: the Keras that exported, e.g. `tf_keras 2.21.0` or `keras 3.15.1 (jax)`.
+      kernel_weights: all trainable kernel weights of the model, masked or not (None when the
+        exporter did not report them); its `sparsity_report`'s `kernel_total`.
+      kernel_pruned: those pruned or exactly zero (`kernel_pruned` of the sparsity report).
+      unmasked: the trainable kernels no mask held, which IMP did not prune.
     """
 
     out_dir: str
@@ -107,6 +112,9 @@ class ExportReport:
     latency_runs: int
     tensorflow_version: str | None
     keras: str | None = None
+    kernel_weights: int | None = None
+    kernel_pruned: int | None = None
+    unmasked: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -133,6 +141,10 @@ class ExportReport:
             "latency_runs": self.latency_runs,
             "tensorflow_version": self.tensorflow_version,
             "keras": self.keras,
+            "kernel_weights": self.kernel_weights,
+            "kernel_pruned": self.kernel_pruned,
+            "kernel_sparsity": None if not self.kernel_weights else self.kernel_pruned / self.kernel_weights,
+            "unmasked": list(self.unmasked),
             "reference": None if self.reference is None else dataclasses.asdict(self.reference),
             "files": [dataclasses.asdict(f) for f in self.files],
         }
@@ -141,8 +153,13 @@ class ExportReport:
         lines = [
             f"Exported to {self.out_dir}: {self.pruned_weights}/{self.prunable_weights} kernel weights pruned "
             f"({self._sparsity:.2%}), checked on {self.samples} inputs.",
-            "",
         ]
+        if self.kernel_weights:
+            lines.append(
+                f"All trainable kernels: {self.kernel_pruned}/{self.kernel_weights} zero "
+                f"({self.kernel_pruned / self.kernel_weights:.2%}); not masked: {', '.join(self.unmasked) or 'none'}."
+            )
+        lines.append("")
         lines += _table(
             ("format", "bytes", "gzip", "ratio", "gzip ratio", "max |diff|", "top-1", "pruned = 0", "ok"),
             [
@@ -230,10 +247,12 @@ def publish(
     latency_runs: int = 0,
     tensorflow_version: str | None,
     keras: str,
+    sparsity: SparsityReport | None = None,
 ) -> ExportReport:
     """The `ExportReport` of `files` (`pruned`: weight name -> boolean array of its pruned
     positions), written to `out_dir/export_report.json`, printed if `verbose`; warns (at the
-    exporter's caller) about files that failed their check."""
+    exporter's caller) about files that failed their check. `sparsity`, the model's
+    `sparsity_report`, adds the numbers of all its trainable kernels."""
     report = ExportReport(
         out_dir=out_dir,
         files=tuple(files),
@@ -244,6 +263,9 @@ def publish(
         latency_runs=latency_runs,
         tensorflow_version=tensorflow_version,
         keras=keras,
+        kernel_weights=None if sparsity is None else sparsity.kernel_total,
+        kernel_pruned=None if sparsity is None else sparsity.kernel_pruned,
+        unmasked=() if sparsity is None else tuple(layer.name for layer in sparsity.unmasked),
     )
     path = os.path.join(out_dir, REPORT_FILE)
     files_lib.write_bytes(path, json.dumps(report.as_dict(), indent=2).encode())

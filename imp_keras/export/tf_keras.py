@@ -15,6 +15,10 @@ TFLite's sparse fully-connected kernel runs 1x4 blocks of its [out, in] weights:
 blocks of an [in, out] Dense kernel, which `IMPCallback(..., block_size=(4, 1))` prunes whole.
 Unstructured sparsity is densified at load: smaller files, dense speed.
 
+Each format is written on its own: a TFLite conversion that fails (ops TFLite lacks; see
+`converter_options`) is reported for its format with the converter's message and what to try, while
+the other files are written and checked, and the Keras files never need a TFLite conversion.
+
 Formats (`FORMATS`; file names in `FILE_NAMES`):
   - `saved_model` (saved_model/), `keras` (model.keras), `h5` (model.h5): tf_keras.
   - `tflite_float` (model_float.tflite): float32, pruned weights stored as zeros.
@@ -28,7 +32,7 @@ Formats (`FORMATS`; file names in `FILE_NAMES`):
 import dataclasses
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +43,9 @@ from imp_keras import files
 from imp_keras.export import checks, tflite
 from imp_keras.export.report import ExportReport, FileReport, publish
 from imp_keras.tf_keras import masking
+from imp_keras.core.report import SparsityReport
 from imp_keras.tf_keras._keras import keras, require_tf_keras
+from imp_keras.tf_keras.report import sparsity_report
 
 __all__ = [
     "DEFAULT_FORMATS",
@@ -107,11 +113,18 @@ _FLOAT_FORMATS = (SAVED_MODEL, KERAS, H5, TFLITE_FLOAT, TFLITE_FLOAT_SPARSE)
 _RANDOM_SAMPLES = 32
 
 
+def _fixed_batch(model: keras.Model) -> int | None:
+    """The model's batch size where its first input fixes it, else None."""
+    return model.inputs[0].shape[0]
+
+
 def _random_inputs(model: keras.Model) -> list[np.ndarray]:
     specs = [
         (name, t.dtype.name, tuple(t.shape), t.dtype.is_floating) for name, t in zip(model.input_names, model.inputs)
     ]
-    return checks.random_inputs(specs, _RANDOM_SAMPLES, "pass `sample_inputs` (or `representative_data`)")
+    batch = _fixed_batch(model) or 1
+    count = -(-_RANDOM_SAMPLES // batch) * batch  # whole batches of a fixed batch size
+    return checks.random_inputs(specs, count, "pass `sample_inputs` (or `representative_data`)")
 
 
 def _checked_inputs(
@@ -130,16 +143,24 @@ def _checked_inputs(
     if representative_data is not None:
         representative = checks.as_arrays(representative_data, names, shapes, "representative_data")
     if sample_inputs is not None:
-        return representative, checks.as_arrays(sample_inputs, names, shapes, "sample_inputs")
-    return representative, representative if representative is not None else _random_inputs(model)
+        samples = checks.as_arrays(sample_inputs, names, shapes, "sample_inputs")
+    else:
+        samples = representative if representative is not None else _random_inputs(model)
+    batch = _fixed_batch(model)
+    if batch and len(samples[0]) % batch:
+        raise ValueError(
+            f"The model's batch size is fixed at {batch}, so the check inputs must come in whole batches. "
+            f"Received: {len(samples[0])} samples; pass `sample_inputs` with a multiple of {batch}."
+        )
+    return representative, samples
 
 
 # -- the model to export ----------------------------------------------------------------------------
 
 
-def _plain_and_pruned(model: keras.Model) -> tuple[keras.Model, dict[str, np.ndarray]]:
-    """The plain model to save, and per kernel name the pruned positions (True = pruned): where the
-    mask is 0 for a prunable model, exact zeros for a plain one."""
+def _plain_and_pruned(model: keras.Model) -> tuple[keras.Model, dict[str, np.ndarray], SparsityReport]:
+    """The plain model to save, per masked kernel name the pruned positions (True = pruned): where
+    the mask is 0 for a prunable model, exact zeros for a plain one; and the model's sparsity report."""
     foreign = [
         l.name
         for l in masking.layers_of(model)
@@ -150,26 +171,22 @@ def _plain_and_pruned(model: keras.Model) -> tuple[keras.Model, dict[str, np.nda
             f"Layers {foreign} are wrapped by tfmot's prune_low_magnitude; strip them first "
             "(`tfmot.sparsity.keras.strip_pruning(model)`), then export the plain model."
         )
+    report = sparsity_report(model)
     entries = masking.masked_weights(model)
     if entries:
-        pruned = {e.name: e.mask.numpy() == 0 for e in entries}
-        return masking.strip(model), pruned
-    return model, {name: variable.numpy() == 0 for name, variable in masking.plain_kernels(model)}
+        return masking.strip(model), {e.name: e.mask.numpy() == 0 for e in entries}, report
+    names = {layer.name for layer in report.layers}
+    return model, {name: value == 0 for name, value in _kernels(model, names).items()}, report
 
 
-def _kernels(model: keras.Model, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """The named kernels (`"layer/attribute"`) of a plain model, as arrays."""
-    layers = {l.name: l for l in masking.layers_of(model)}
-    found = {}
-    for name in names:
-        layer_name, attribute = name.rsplit("/", 1)
-        if layer_name in layers and hasattr(layers[layer_name], attribute):
-            found[name] = np.asarray(getattr(layers[layer_name], attribute).numpy())
-    return found
+def _kernels(model: keras.Model, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """The named trainable kernels of a plain model, as arrays."""
+    names = set(names)
+    return {name: np.asarray(v.numpy()) for name, v in masking.trainable_kernels(model) if name in names}
 
 
 def _predict(model: keras.Model, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    outputs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+    outputs = model.predict(inputs if len(inputs) > 1 else inputs[0], batch_size=_fixed_batch(model), verbose=0)
     return [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
 
 
@@ -184,29 +201,51 @@ def _save_keras(plain: keras.Model, format: str, path: str) -> None:
 
 class _Checker:
     """Writes the files of one export and checks each against the Keras model; keeps the TFLite
-    interpreters (default and builtin, inputs of batch 1 set) for timing."""
+    interpreters (default and builtin, inputs of one batch set) for timing."""
 
-    def __init__(self, plain: keras.Model, pruned: dict[str, np.ndarray], samples: list[np.ndarray]):
-        self.plain, self.pruned, self.samples = plain, pruned, samples
-        self.keras_kernels = _kernels(plain, list(pruned))
+    def __init__(self, plain: keras.Model, pruned: dict[str, np.ndarray], samples: list[np.ndarray], options: dict[str, bool]):
+        self.plain, self.pruned, self.samples, self.options = plain, pruned, samples, options
+        self.keras_kernels = _kernels(plain, pruned)
         self.expected = _predict(plain, samples)
         self.interpreters: dict[str, tuple[tflite.Interpreter, tflite.Interpreter]] = {}
 
     def file(self, format: str, path: str, representative: list[np.ndarray] | None) -> FileReport:
-        """Writes the file of `format` to `path` and checks it."""
+        """Writes the file of `format` to `path` and checks it; a file that cannot be written or
+        run is reported as this format's failure, with the message, and the export goes on."""
         if format not in _TFLITE_RECIPES:
             return self.keras_file(format, path)
-        files.write_bytes(path, tflite.convert(self.plain, *_TFLITE_RECIPES[format], representative))
-        with open(path, "rb") as f:
-            return self.tflite_file(format, path, f.read())
+        content = self.converted(format, representative)
+        if isinstance(content, str):
+            return checks.not_written(format, None, self.pruned, content)
+        files.write_bytes(path, content)
+        facts = tflite.read_flatbuffer(content)
+        if facts.flex_ops:
+            found = checks.match_kernels(facts.kernels, self.keras_kernels)
+            problem = tflite.FLEX_NOT_RUN.format(count=facts.flex_ops)
+            return checks.not_run(
+                format, path, found, self.pruned, problem, sparse_tensors=facts.sparse_tensors,
+                densify_ops=facts.densify_ops, sparsity_at_runtime=facts.sparsity_at_runtime,
+            )
+        try:
+            return self.tflite_file(format, path, content)
+        except (RuntimeError, ValueError) as error:
+            return checks.not_written(format, path, self.pruned, f"written, but not run: {type(error).__name__}: {error}")
+
+    def converted(self, format: str, representative: list[np.ndarray] | None) -> bytes | str:
+        """The flatbuffer of a TFLite format, or why the converter refused it."""
+        try:
+            return tflite.convert(self.plain, *_TFLITE_RECIPES[format], representative, self.options)
+        except Exception as error:  # noqa: BLE001 - the converter fails in many ways; other formats go on
+            return tflite.converter_error(error)
 
     def tflite_file(self, format: str, path: str | None, content: bytes) -> FileReport:
         """Checks a TFLite file (None: the in-memory reference) and keeps its interpreters for timing."""
         names = (self.plain.input_names, self.plain.output_names)
         interpreter, outputs, found, fields = tflite.check(content, self.samples, *names, self.keras_kernels)
         builtin = tflite.new_interpreter(content, tflite.BUILTIN)
+        batch = _fixed_batch(self.plain) or 1
         for each in (interpreter, builtin):
-            tflite.run(each, [a[:1] for a in self.samples], *names)  # batch 1 for the latency
+            tflite.run(each, [a[:batch] for a in self.samples], *names)  # one batch for the latency
         self.interpreters[format] = (interpreter, builtin)
         sizes = checks.sizes(path) if path is not None else (len(content), checks.gzip_size(content))
         exact = format in _FLOAT_FORMATS
@@ -214,30 +253,53 @@ class _Checker:
 
     def keras_file(self, format: str, path: str) -> FileReport:
         """Saves a SavedModel, `.keras` or H5 file, loads it back and checks it."""
-        _save_keras(self.plain, format, path)
+        try:
+            _save_keras(self.plain, format, path)
+        except OSError:
+            raise  # the disk, not the format: nothing else would be written either
+        except Exception as error:  # noqa: BLE001 - a format the model cannot be saved in; other formats go on
+            return checks.not_written(format, None, self.pruned, f"not written: {type(error).__name__}: {error}")
         loaded = keras.models.load_model(path, compile=False)  # no custom objects; .keras in safe mode
         outputs = _predict(loaded, self.samples)
-        found = _kernels(loaded, list(self.pruned))
+        found = _kernels(loaded, self.pruned)
         return checks.file_report(format, path, checks.sizes(path), outputs, self.expected, found, self.pruned, exact=True)
 
-    def timed(self, reports: list[FileReport], reference: FileReport, runs: int) -> tuple[list[FileReport], FileReport]:
+    def reference(self, written: list[FileReport]) -> FileReport | None:
+        """The dense float TFLite file that ratios refer to: the exported one, else converted in
+        memory; None when no TFLite format was asked for or the float model does not convert or run."""
+        if not any(f.format in _TFLITE_RECIPES for f in written):
+            return None
+        exported = next((f for f in written if f.format == TFLITE_FLOAT), None)
+        if exported is not None:
+            return exported if exported.max_abs_diff is not None else None
+        content = self.converted(TFLITE_FLOAT, None)
+        if isinstance(content, str):
+            return None
+        try:
+            return self.tflite_file(TFLITE_FLOAT, None, content)
+        except (RuntimeError, ValueError):
+            return None
+
+    def timed(self, reports: list[FileReport], reference: FileReport | None, runs: int) -> tuple[list[FileReport], FileReport | None]:
         """`reports` and `reference` with their ratios to the reference and TFLite latencies."""
         names = list(self.interpreters)
         latencies = tflite.median_latencies([self.interpreters[n][i] for n in names for i in (0, 1)], runs)
         latency = {n: (latencies[2 * k], latencies[2 * k + 1]) for k, n in enumerate(names)}
+        base = latency[TFLITE_FLOAT][0] if reference is not None else None
 
         def completed(f: FileReport) -> FileReport:
             timing = {}
             if f.format in latency:
                 own, builtin = latency[f.format]
-                base = latency[TFLITE_FLOAT][0]
-                timing = dict(latency_us=own, latency_builtin_us=builtin, speedup=None if own is None else base / own)
+                timing = dict(latency_us=own, latency_builtin_us=builtin, speedup=None if own is None or base is None else base / own)
+            if reference is None or f.max_abs_diff is None:
+                return dataclasses.replace(f, **timing)
             return dataclasses.replace(
                 f, ratio=f.bytes / reference.bytes, gzip_ratio=f.gzip_bytes / reference.gzip_bytes, **timing
             )
 
-        reference = completed(reference)
-        return [reference if f.format == TFLITE_FLOAT else completed(f) for f in reports], reference
+        reference = None if reference is None else completed(reference)
+        return [reference if reference is not None and f.format == TFLITE_FLOAT else completed(f) for f in reports], reference
 
 
 def export(
@@ -247,6 +309,7 @@ def export(
     *,
     representative_data: np.ndarray | Sequence[np.ndarray] | None = None,
     sample_inputs: np.ndarray | Sequence[np.ndarray] | None = None,
+    converter_options: Mapping[str, bool] | None = None,
     latency_runs: int = 100,
     verbose: int = 1,
 ) -> ExportReport:
@@ -273,6 +336,11 @@ def export(
         files when `sample_inputs` is not given.
       sample_inputs: inputs to compare the files with the Keras model on; by default
         `representative_data`, else 32 standard-normal samples.
+      converter_options: TFLite converter settings, `select_tf_ops` and `lower_tensor_list_ops`
+        (see `imp_keras.export.tflite.CONVERTER_OPTIONS`), for models with ops TFLite lacks (an
+        LSTM's TensorList ops). A file with Select TF ops needs the Flex delegate, which neither
+        LiteRT nor TensorFlow's Python interpreter links: its kernels are checked for the pruned
+        zeros, but it cannot be run here, so it is reported as not passed, with why.
       latency_runs: timed invokes per TFLite file and runtime (0 skips latency).
       verbose: 1 prints the report, 0 is silent.
 
@@ -290,17 +358,15 @@ def export(
     if isinstance(latency_runs, bool) or not isinstance(latency_runs, int) or latency_runs < 0:
         raise ValueError(f"`latency_runs` must be an integer >= 0. Received: latency_runs={latency_runs!r}")
     checks.check_verbose(verbose)
+    options = tflite.check_converter_options(converter_options)
     representative, samples = _checked_inputs(model, formats, representative_data, sample_inputs)
 
-    plain, pruned = _plain_and_pruned(model)
-    checker = _Checker(plain, pruned, samples)
+    plain, pruned, report = _plain_and_pruned(model)
+    checker = _Checker(plain, pruned, samples, options)
     os.makedirs(out_dir, exist_ok=True)
     written = [checker.file(format, os.path.join(out_dir, FILE_NAMES[format]), representative) for format in formats]
-    reference = next((f for f in written if f.format == TFLITE_FLOAT), None)
-    if reference is None:
-        reference = checker.tflite_file(TFLITE_FLOAT, None, tflite.convert(plain, *_TFLITE_RECIPES[TFLITE_FLOAT], None))
-    written, reference = checker.timed(written, reference, latency_runs)
+    written, reference = checker.timed(written, checker.reference(written), latency_runs)
     return publish(
         out_dir, written, pruned, len(samples[0]), verbose, reference=reference, latency_runs=latency_runs,
-        tensorflow_version=tf.__version__, keras=f"tf_keras {keras.__version__}",
+        tensorflow_version=tf.__version__, keras=f"tf_keras {keras.__version__}", sparsity=report,
     )

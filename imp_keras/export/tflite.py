@@ -19,9 +19,13 @@ from imp_keras.export import checks
 __all__ = [
     "AUTO",
     "BUILTIN",
+    "CONVERTER_OPTIONS",
+    "FLEX_NOT_RUN",
     "FlatbufferFacts",
     "check",
+    "check_converter_options",
     "convert",
+    "converter_error",
     "default_interpreter",
     "densify",
     "median_latencies",
@@ -56,13 +60,64 @@ _KERNEL_LAYOUTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "CONV_3D": lambda w: w,
     "CONV_3D_TRANSPOSE": lambda w: w,
     "BATCH_MATMUL": lambda w: w,
+    "GATHER": lambda w: w,  # an Embedding table
 }
+_KERNEL_INPUT = {"GATHER": 0}  # the input holding the kernel where it is not input 1
 
 
 # -- conversion ---------------------------------------------------------------------------------------
 
 
-def convert(model: Any, quantization: str, sparse: bool, representative: Sequence[np.ndarray] | None) -> bytes:
+CONVERTER_OPTIONS = ("select_tf_ops", "lower_tensor_list_ops")
+"""`converter_options` keys: `select_tf_ops` (TensorFlow kernels for ops TFLite lacks, run by the
+Flex delegate), `lower_tensor_list_ops` (False keeps an LSTM's TensorList ops for Select TF ops
+instead of lowering them)."""
+
+FLEX_NOT_RUN = (
+    "written, not run: it has {count} Select TF (Flex) op(s), which need the Flex delegate, and neither the LiteRT "
+    "runtime nor TensorFlow's Python interpreter links it; its kernels were checked in the flatbuffer. Run it where "
+    "the Flex delegate is linked (on Android, org.tensorflow:tensorflow-lite-select-tf-ops), or convert without "
+    "Select TF ops (an RNN with unroll=True converts to builtin ops)."
+)
+_CONVERT_ADVICE = (
+    "To convert it, try converter_options={'select_tf_ops': True} (TensorFlow ops TFLite lacks, such as an "
+    "LSTM's TensorList ops; the file then needs the Flex delegate at run time), an RNN with unroll=True "
+    "(builtin ops only), or leave the format out of `formats`."
+)
+
+
+def check_converter_options(options: Any) -> dict[str, bool]:
+    """`options` as a dict of `CONVERTER_OPTIONS` keys to bools; raises ValueError otherwise."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping) or any(k not in CONVERTER_OPTIONS or not isinstance(v, bool) for k, v in options.items()):
+        raise ValueError(
+            f"`converter_options` must map some of {list(CONVERTER_OPTIONS)} to bools. Received: converter_options={options!r}"
+        )
+    return dict(options)
+
+
+def converter_error(error: Exception) -> str:
+    """The converter's message without its MLIR source locations, and what to try."""
+    lines: dict[str, None] = {}  # in order, once each
+    for line in str(error).splitlines():
+        if "error:" in line:
+            line = line[line.rindex("error:") :]
+        elif "loc(" in line or "note:" in line:
+            continue
+        if line.strip():
+            lines[line.strip()] = None
+    message = " ".join(lines)
+    return f"not converted: {type(error).__name__}: {message[:1500]} {_CONVERT_ADVICE}"
+
+
+def convert(
+    model: Any,
+    quantization: str,
+    sparse: bool,
+    representative: Sequence[np.ndarray] | None,
+    options: Mapping[str, bool] | None = None,
+) -> bytes:
     """The TFLite flatbuffer of a tf_keras `model`.
 
     Args:
@@ -71,22 +126,28 @@ def convert(model: Any, quantization: str, sparse: bool, representative: Sequenc
         and outputs, calibrated on `representative`, one array per model input).
       sparse: also `tf.lite.Optimize.EXPERIMENTAL_SPARSITY` (pruned kernels in the sparse format).
       representative: calibration inputs for `full`, else None.
+      options: `CONVERTER_OPTIONS` to set.
     """
     import tensorflow as tf  # only here: reading and running a .tflite needs no TensorFlow
 
+    options = options or {}
     names = model.input_names
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = ([tf.lite.Optimize.DEFAULT] if quantization != "float" else []) + (
         [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
     )
+    builtins = tf.lite.OpsSet.TFLITE_BUILTINS
     if quantization == "full":
         # Samples by input name: the converted model need not keep the Keras order of its inputs.
         converter.representative_dataset = lambda: (
             {name: a[i : i + 1] for name, a in zip(names, representative)} for i in range(len(representative[0]))
         )
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        builtins = tf.lite.OpsSet.TFLITE_BUILTINS_INT8
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+    converter.target_spec.supported_ops = [builtins] + ([tf.lite.OpsSet.SELECT_TF_OPS] if options.get("select_tf_ops") else [])
+    if "lower_tensor_list_ops" in options:
+        converter._experimental_lower_tensor_list_ops = options["lower_tensor_list_ops"]
     return converter.convert()
 
 
@@ -157,19 +218,21 @@ def _constant(model: schema.ModelT, tensor: schema.TensorT) -> np.ndarray | None
 @dataclasses.dataclass(frozen=True)
 class FlatbufferFacts:
     """What a TFLite flatbuffer holds: tensors in the sparse format, DENSIFY ops, what the runtime
-    does with the sparsity (see `FileReport.sparsity_at_runtime`) and the compute ops' kernels."""
+    does with the sparsity (see `FileReport.sparsity_at_runtime`), the compute ops' kernels and
+    its Select TF (Flex) ops."""
 
     sparse_tensors: int
     densify_ops: int
     sparsity_at_runtime: str
     kernels: list[np.ndarray]  # kernel inputs of compute ops, in Keras layout, as float
+    flex_ops: int = 0  # Select TF ops, which need the Flex delegate
 
 
 def read_flatbuffer(content: bytes) -> FlatbufferFacts:
     """Decodes a TFLite flatbuffer: the constant kernel of every compute op (dequantized,
     densified, in Keras layout) and how its sparse tensors are used."""
     model = schema.ModelT.InitFromPackedBuf(content, 0)
-    sparse_tensors = densify_ops = densified = run_sparse = 0
+    sparse_tensors = densify_ops = densified = run_sparse = flex_ops = 0
     kernels = []
     for graph in model.subgraphs:
         producers = {output: op for op in graph.operators for output in op.outputs}
@@ -182,9 +245,10 @@ def read_flatbuffer(content: bytes) -> FlatbufferFacts:
                 if i in sparse:
                     densified += name == "DENSIFY"
                     run_sparse += name != "DENSIFY"
+            flex_ops += name == "CUSTOM" and (model.operatorCodes[op.opcodeIndex].customCode or b"").startswith(b"Flex")
             if name not in _KERNEL_LAYOUTS or len(op.inputs) < 2:
                 continue
-            index = op.inputs[1]
+            index = op.inputs[_KERNEL_INPUT.get(name, 1)]
             while index in producers and _op_name(model, producers[index]) in ("DENSIFY", "DEQUANTIZE"):
                 index = producers[index].inputs[0]
             values = _constant(model, graph.tensors[index])
@@ -198,7 +262,7 @@ def read_flatbuffer(content: bytes) -> FlatbufferFacts:
         at_runtime = "densified"
     else:
         at_runtime = f"{run_sparse} sparse kernel, {densified} densified"
-    return FlatbufferFacts(sparse_tensors, densify_ops, at_runtime, kernels)
+    return FlatbufferFacts(sparse_tensors, densify_ops, at_runtime, kernels, flex_ops)
 
 
 # -- LiteRT runtime ------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ class IMPCallback(IMPCallbackBase, Hooks, keras.callbacks.Callback):
     ALLR, `allr_d` and `eta_star`.
 
     Args: as `imp_keras.tf_keras.IMPCallback`: plan, schedule, selection, reset_optimizer,
-      block_size, ladder_dir, export_dir, export_options, verbose.
+      block_size, ladder_dir, export_dir, export_options, verbose, min_alive.
     """
 
     schedule_type = RetrainSchedule

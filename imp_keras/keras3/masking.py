@@ -29,6 +29,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from imp_keras.core.coverage import EMBEDDING, FROZEN, Skipped, group_skipped, kernel_role
+
 __all__ = [
     "MaskHolder",
     "MaskedWeight",
@@ -45,15 +47,9 @@ __all__ = [
     "strip",
 ]
 
-_NOT_KERNELS = ("bias", "gamma", "beta", "moving_mean", "moving_variance", "scale", "offset")
-
-
 def _role(variable: Any) -> str:
     """`kernel`, `embedding`, or `other` (biases, normalisation parameters, vectors)."""
-    name = variable.path.rsplit("/", 1)[-1]
-    if len(variable.shape) < 2 or any(part in name for part in _NOT_KERNELS):
-        return "other"
-    return "embedding" if "embedding" in name else "kernel"
+    return kernel_role(variable.path.rsplit("/", 1)[-1], len(variable.shape))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,19 +163,6 @@ class MaskedWeight:
     layer: keras.layers.Layer
 
 
-@dataclasses.dataclass(frozen=True)
-class Skipped:
-    """Kernels `prunable` left unmasked, grouped by layer type and reason."""
-
-    layer_type: str
-    reason: str
-    tensors: tuple[str, ...]
-    weights: int
-
-    def __str__(self) -> str:
-        return f"{self.layer_type}: {len(self.tensors)} tensor(s), {self.weights:,} weights not masked ({self.reason})"
-
-
 def _holders(model: keras.layers.Layer) -> list[MaskHolder]:
     return [layer for layer in model._flatten_layers(include_self=False, recursive=True) if isinstance(layer, MaskHolder)]
 
@@ -232,7 +215,7 @@ def _check_rules(argument: str, rules: Any) -> list[str | type]:
 def coverage(model: keras.layers.Layer, embeddings: bool = False) -> list[Skipped]:
     """The trainable and frozen kernels of `model` no `MaskHolder` masks, one entry per layer type and reason."""
     masked = {id(e.weight) for e in masked_weights(model)}
-    groups: dict[tuple[str, str], list[Any]] = {}
+    rows = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, MaskHolder) or isinstance(layer, keras.Model):
             continue
@@ -241,16 +224,13 @@ def coverage(model: keras.layers.Layer, embeddings: bool = False) -> list[Skippe
             if role == "other" or id(variable) in masked:
                 continue
             if not variable.trainable:
-                reason = "frozen: trainable=False, never pruned"
+                reason = FROZEN
             elif role == "embedding" and not embeddings:
-                reason = "embedding table: pass embeddings=True to prune it"
+                reason = EMBEDDING
             else:
                 reason = "excluded, or not held as a layer attribute"
-            groups.setdefault((type(layer).__name__, reason), []).append(variable)
-    return [
-        Skipped(kind, reason, tuple(v.path for v in vs), sum(int(np.prod(v.shape)) for v in vs))
-        for (kind, reason), vs in sorted(groups.items())
-    ]
+            rows.append((type(layer).__name__, reason, variable.path, int(np.prod(variable.shape))))
+    return group_skipped(rows)
 
 
 def prunable(

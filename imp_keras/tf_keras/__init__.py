@@ -15,7 +15,7 @@ from imp_keras.tf_keras._keras import keras
 from imp_keras.tf_keras.callback import IMPCallback
 from imp_keras.tf_keras.gradual import GMPCallback
 from imp_keras.tf_keras.guard import NaNGuard
-from imp_keras.tf_keras.masking import MaskHolder, apply_masks, masked_weights, prunable, strip
+from imp_keras.tf_keras.masking import MaskHolder, apply_masks, coverage, masked_weights, prunable, strip
 from imp_keras.tf_keras.report import sparsity_report
 from imp_keras.tf_keras.schedules import RetrainSchedule
 from imp_keras.tf_keras.verify import verify
@@ -37,6 +37,7 @@ __all__ = [
     "SparsityReport",
     "VerifyReport",
     "apply_masks",
+    "coverage",
     "export",
     "keras",
     "masked_weights",

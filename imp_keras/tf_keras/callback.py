@@ -108,6 +108,8 @@ class IMPCallback(IMPCallbackBase, Hooks, keras.callbacks.Callback):
       export_options: keyword arguments for `imp_keras.tf_keras.export` (`formats`, `representative_data`,
         `sample_inputs`, `latency_runs`, `verbose`).
       verbose: 1 prints a line at every pruning, 0 is silent.
+      min_alive: a floor every tensor keeps at every pruning, so no layer collapses: a number of
+        weights (an int) or a fraction of the tensor (a float in (0, 1)); any built-in selection.
 
     Example:
     ```python

@@ -1,27 +1,23 @@
 """`sparsity_report` for tf_keras models."""
 
-import numpy as np
+from collections.abc import Iterable
 
-from imp_keras.core.report import LayerSparsity, SparsityReport
+from imp_keras.core.report import LayerSparsity, SparsityReport, report_of
 from imp_keras.tf_keras._keras import keras, require_tf_keras
-from imp_keras.tf_keras.masking import MaskHolder, layers_of, masked_weights, plain_kernels
+from imp_keras.tf_keras.masking import STRIPPED_MASKED, masked_weights, plain_kernels, trainable_kernels
 
 __all__ = ["LayerSparsity", "SparsityReport", "sparsity_report"]
 
 
-def _plain_tensors(model: keras.Model) -> list[LayerSparsity]:
-    found = []
-    for name, variable in plain_kernels(model):
-        value = np.asarray(variable.numpy())
-        found.append(LayerSparsity(name, value.shape, value.size, value.size - int(np.count_nonzero(value))))
-    return found
+def sparsity_report(model: keras.Model, masked: Iterable[str] | None = None) -> SparsityReport:
+    """Sparsity of the masked tensors of `model`, of its other trainable kernels, and of both.
 
-
-def sparsity_report(model: keras.Model) -> SparsityReport:
-    """Sparsity of every prunable tensor of `model` and overall.
-
-    For a model from `imp_keras.prunable`, pruned means masked out; for a plain (stripped) model,
-    exact zeros in its Dense, Conv and depthwise kernels.
+    For a model from `imp_keras.prunable`, a masked tensor's pruned weights are its masked-out
+    ones; every other trainable kernel (embedding tables included) is listed as unmasked with its
+    exact zeros. A plain model has no masks: its tensors named in `masked` count their exact zeros
+    as pruned, the rest are unmasked. By default they are the tensors `strip` took the masks from
+    (for the model `strip` returned), else those `prunable` masks by default (for a model loaded
+    from a file); so a model, its stripped copy and a file saved from it report the same numbers.
 
     Example:
     >>> print(imp_keras.sparsity_report(model))  # doctest: +SKIP
@@ -29,10 +25,10 @@ def sparsity_report(model: keras.Model) -> SparsityReport:
     ...
     """
     require_tf_keras(model, "model", keras.Model)
-    if any(isinstance(layer, MaskHolder) for layer in layers_of(model)):
-        layers = []
-        for entry in masked_weights(model):
-            mask = entry.mask.numpy()
-            layers.append(LayerSparsity(entry.name, tuple(mask.shape), mask.size, mask.size - int(np.count_nonzero(mask))))
-        return SparsityReport(tuple(layers))
-    return SparsityReport(tuple(_plain_tensors(model)))
+    stripped = getattr(model, STRIPPED_MASKED, None)
+    return report_of(
+        [(name, variable.numpy()) for name, variable in trainable_kernels(model)],
+        [(e.name, e.mask.numpy()) for e in masked_weights(model)],
+        masked,
+        stripped if stripped is not None else [name for name, _ in plain_kernels(model)],
+    )

@@ -159,3 +159,14 @@ def test_top_level_names_dispatch_by_the_model(api, make_mlp):
     schedule = imp_keras.RetrainSchedule(api.keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5), PLAN, STEPS)
     assert isinstance(schedule, api.RetrainSchedule) and isinstance(schedule, imp_keras.RetrainSchedule)
     assert isinstance(imp_keras.IMPCallback(PLAN, schedule), api.IMPCallback)
+
+
+def test_min_alive_keeps_a_floor_in_every_tensor(api, make_mlp, train_data, numpy):
+    # 90 % of 120 leaves 12 alive; a floor of 5 in fc1 [12, 8] and logits [8, 3] fits (10 <= 12).
+    model = api.prunable(make_mlp(api))
+    compile_imp(api, model)
+    fit_imp(api, model, train_data, min_alive=5)
+    alive = [int(np.count_nonzero(numpy(e.mask))) for e in api.masked_weights(model)]
+    assert sum(alive) == 12 and min(alive) >= 5
+    with pytest.raises(ValueError, match="Received: min_alive=0"):
+        api.IMPCallback(PLAN, min_alive=0)

@@ -52,6 +52,7 @@ def test_every_default_format_is_written_reloaded_and_keeps_its_zeros(run):
     assert set(WRITTEN[backend]) <= set(run["default_formats"])
     plain = run["plain"]
     assert (plain["prunable"], plain["pruned"], plain["samples"], run["zeroed"]) == (828, 414, 4, 414)
+    assert plain["kernels"] == [828, 414, []]  # all trainable kernels: the same two, nothing unmasked
     assert list(plain["files"]) == run["default_formats"] and plain["passed"]
     assert plain["listing"] == sorted([FILE_NAMES[f] for f in run["default_formats"]] + ["export_report.json"])
     for format, file in plain["files"].items():

@@ -54,6 +54,7 @@ def summary(report, out_dir):
         "samples": report.samples,
         "prunable": report.prunable_weights,
         "pruned": report.pruned_weights,
+        "kernels": [report.kernel_weights, report.kernel_pruned, list(report.unmasked)],
         "listing": sorted(os.listdir(out_dir)),
         "files": {
             f.format: {
