@@ -27,6 +27,19 @@ def _export_keywords() -> list[str]:
     return [name for name in inspect.signature(export).parameters if name not in ("model", "out_dir")]
 
 
+def _rebuild_distributed_jax_step(model: keras.Model) -> None:
+    """Builds `fit`'s step again after the optimizer gained variables, under a `keras.distribution` on JAX.
+
+    There `fit` fixes the shardings of its step's outputs from the optimizer's variables before
+    `on_train_begin`, and a step built then has no place for ALLR's attached peaks: its first call
+    fails with "pjit out_shardings ... a subtree of type list of length 5, but the full pytree has a
+    subtree of the same type but of length 7" (measured with DataParallel on 2 CPU devices). `fit`
+    reads `model.train_function` at every step, so the new one is used from the first.
+    """
+    if keras.backend.backend() == "jax" and keras.distribution.distribution() is not None:
+        model.make_train_function(force=True)
+
+
 class IMPCallback(keras.callbacks.Callback):
     """Runs Iterative Magnitude Pruning inside a Keras 3 `model.fit`, on any backend.
 
@@ -113,7 +126,10 @@ class IMPCallback(keras.callbacks.Callback):
             # Slots exist before BackupAndRestore restores them, and before any pruning zeroes them.
             optimizer.build(self.model.trainable_variables)
         if self._is_allr():
+            count = len(optimizer.variables)
             self.schedule.attach(optimizer)
+            if len(optimizer.variables) != count:
+                _rebuild_distributed_jax_step(self.model)
 
     def on_train_end(self, logs=None):
         if self._is_allr():
