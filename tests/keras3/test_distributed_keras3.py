@@ -4,7 +4,8 @@ devices), each in a fresh process (tests/keras3/scripts/distributed_imp.py): the
 fixed when the backend starts.
 
 Each process runs the same seeded 6-16-3 MLP (144 kernel weights), data (64 examples, batch 16) and
-ALLR plan (90 % in 2 cycles of 2 epochs after 2 dense ones) over two devices, then on one.
+ALLR plan (90 % in 2 cycles of 2 epochs after 2 dense ones) over two devices, then on one, with
+a ladder and an export at the end, each written once.
 """
 
 import json
@@ -51,6 +52,8 @@ def test_two_devices_give_the_masks_of_one(backend, tmp_path):
         assert run["zeros"] and run["copies_agree"]
         assert run["ladder"] == ["cycle01_sparsity68.06.keras", "cycle02_sparsity89.58.keras"]
         assert run["last_rung_masks"] == run["masks"]
+        assert run["export"] == ["export_report.json", "model.weights.h5"]
+        assert run["export_passed"] == [True] and run["export_pruned_zero"] == [144 - 15]
         assert all(peak < 0.1 for peak in run["eta_star"])  # measured, not the initial eta_max
     assert two["masks"] == one["masks"]
     assert two["eta_star"] == pytest.approx(one["eta_star"], rel=1e-6)

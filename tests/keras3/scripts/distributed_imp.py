@@ -6,8 +6,8 @@ starts). The same seeded model, data and plan on one device follow.
 
 Prints one JSON line: for each run, the devices each variable lives on, the alive counts per epoch,
 whether every copy of the pruned weights and their optimizer slots is exactly zero, whether the
-copies agree, ALLR's peaks, the masks, the weights, the ladder files written and the nonzeros of the
-last rung's kernels.
+copies agree, ALLR's peaks, the masks, the weights, the ladder files written, the nonzeros of the
+last rung's kernels, and the files the callback exported at the end with their checks.
 """
 
 import json
@@ -46,7 +46,8 @@ def copies(variable) -> list[np.ndarray]:
     return [v.numpy() for v in getattr(variable.value, "values", [variable.value])]
 
 
-def run(scope, ladder_dir) -> dict:
+def run(scope, out_dir) -> dict:
+    ladder_dir, export_dir = os.path.join(out_dir, "ladder"), os.path.join(out_dir, "export")
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = rng.random((64, 6), dtype=np.float32)
@@ -59,7 +60,13 @@ def run(scope, ladder_dir) -> dict:
         ), verbose=0)
         model.compile(keras.optimizers.SGD(schedule, momentum=0.9),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        callback = imp_keras.IMPCallback(PLAN, schedule, verbose=0, ladder_dir=ladder_dir)
+        callback = imp_keras.IMPCallback(
+            PLAN, schedule, verbose=0, ladder_dir=ladder_dir, export_dir=export_dir,
+            # Not `keras`: the exporter's check of a reloaded Sequential `.keras` file looks its kernels
+            # up by path, and the reloaded ones lose the model's name ("sequential/fc/kernel" becomes
+            # "fc/kernel"), on one device as on two.
+            export_options={"formats": ["weights_h5"], "verbose": 0},
+        )
         history = model.fit(x, y, batch_size=16, epochs=PLAN.total_epochs, shuffle=False, verbose=0, callbacks=[callback])
     last_rung = keras.models.load_model(os.path.join(ladder_dir, sorted(os.listdir(ladder_dir))[-1]))
     zeros, agree = True, True
@@ -79,6 +86,9 @@ def run(scope, ladder_dir) -> dict:
         "masks": [(keras.ops.convert_to_numpy(e.mask) != 0).astype(int).ravel().tolist() for e in masking.masked_weights(model)],
         "weights": [keras.ops.convert_to_numpy(v).ravel().tolist() for v in model.trainable_variables],
         "ladder": sorted(os.listdir(ladder_dir)),
+        "export": sorted(os.listdir(export_dir)),
+        "export_passed": [f.passed for f in callback.export_report.files],
+        "export_pruned_zero": [f.pruned_zero for f in callback.export_report.files],
         "last_rung_masks": [
             (keras.ops.convert_to_numpy(v) != 0).astype(int).ravel().tolist() for _, v in masking.plain_kernels(last_rung)
         ],
