@@ -1,9 +1,11 @@
 """When to prune during a Keras 3 `model.fit` (TensorFlow, JAX or PyTorch backend): the thin
 callback over `imp_keras.core.pruning`, applying its decisions to `MaskHolder` variables."""
 
+import contextlib
 import inspect
 import os
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import keras
@@ -38,6 +40,32 @@ def _rebuild_distributed_jax_step(model: keras.Model) -> None:
     """
     if keras.backend.backend() == "jax" and keras.distribution.distribution() is not None:
         model.make_train_function(force=True)
+
+
+def _is_chief() -> bool:
+    """False on every process of a multi-process JAX run (`keras.distribution.initialize`) but the first."""
+    if keras.backend.backend() != "jax":
+        return True
+    import jax
+
+    return jax.process_index() == 0
+
+
+@contextlib.contextmanager
+def _chief_directory(directory: str | os.PathLike) -> Iterator[str]:
+    """`directory` on the chief, a scratch directory removed afterwards on every other process.
+
+    In a multi-process JAX run, assigning a variable (`strip` applies the masks) and saving a model
+    are collective: a process that skips them makes the others fail ("passed to device_put is not
+    the same on each process", measured on 2 CPU processes). So every process writes; only the
+    chief's files are kept, and no two processes write the same file.
+    """
+    if _is_chief():
+        os.makedirs(directory, exist_ok=True)
+        yield os.fspath(directory)
+    else:
+        with tempfile.TemporaryDirectory(prefix="imp_keras_process_") as scratch:
+            yield scratch
 
 
 class IMPCallback(keras.callbacks.Callback):
@@ -137,8 +165,11 @@ class IMPCallback(keras.callbacks.Callback):
         if self.export_dir and self._finished_plan:
             from imp_keras.export.keras3 import export
 
-            options = {"verbose": min(self.verbose, 1), **self.export_options}
-            self.export_report = export(masking.strip(self.model), self.export_dir, **options)
+            chief = _is_chief()
+            options = {"verbose": min(self.verbose, 1) if chief else 0, **self.export_options}
+            with _chief_directory(self.export_dir) as directory:
+                report = export(masking.strip(self.model), directory, **options)
+            self.export_report = report if chief else None
 
     def on_epoch_begin(self, epoch, logs=None):
         steps = None if self.schedule is None else int(ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -172,9 +203,12 @@ class IMPCallback(keras.callbacks.Callback):
         if self.plan.is_last_epoch_of_cycle(epoch):
             self._verify(epoch, cycle)
             if self.ladder_dir:
-                os.makedirs(self.ladder_dir, exist_ok=True)
-                masking.strip(self.model).save(os.path.join(self.ladder_dir, rung_name(cycle, self._run.sparsity)))
+                self._save_rung(cycle)
         self._finished_plan = epoch == self.plan.total_epochs - 1
+
+    def _save_rung(self, cycle: int) -> None:
+        with _chief_directory(self.ladder_dir) as directory:
+            masking.strip(self.model).save(os.path.join(directory, rung_name(cycle, self._run.sparsity)))
 
     def _verify(self, epoch: int, cycle: int) -> None:
         try:

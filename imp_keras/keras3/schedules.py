@@ -15,6 +15,7 @@ from imp_keras.core.schedule import KINDS, RetrainShape, allr_peak, learning_rat
 __all__ = ["KINDS", "RetrainSchedule", "allr_peak", "learning_rates"]
 
 Schedule = keras.optimizers.schedules.LearningRateSchedule
+_UNMEASURED = -1.0  # ALLR's d of a cycle not pruned yet
 
 
 def learning_rates(schedule: Schedule | float, steps: np.ndarray) -> np.ndarray:
@@ -147,7 +148,10 @@ class RetrainSchedule(Schedule):
         if self.kind == "allr":
             peaks = np.full(plan.cycles, self.max_learning_rate, np.float32)
             self.eta_star = keras.Variable(peaks, trainable=False, name="eta_star")
-            self.allr_d = keras.Variable(np.full(plan.cycles, np.nan, np.float32), trainable=False, name="allr_d")
+            # -1 until measured (d >= 0), not NaN: in a multi-process JAX run a variable laid out on
+            # the devices is checked to hold the same value on every process, and NaN != NaN
+            # ("passed to device_put is not the same on each process ... Expected: [nan nan nan nan]").
+            self.allr_d = keras.Variable(np.full(plan.cycles, _UNMEASURED, np.float32), trainable=False, name="allr_d")
 
     def __getattr__(self, name: str) -> Any:
         # plan, kind, steps_per_epoch, base_epochs, ..., max_learning_rate: the checked numbers.
@@ -249,7 +253,7 @@ class RetrainSchedule(Schedule):
         config = {"base": base, **self.shape.config(), "name": self.name}
         if self.kind == "allr":
             config["eta_star"] = [float(v) for v in self.eta_star.numpy()]
-            config["allr_d"] = [None if np.isnan(v) else float(v) for v in self.allr_d.numpy()]  # None: not measured yet
+            config["allr_d"] = [None if v == _UNMEASURED else float(v) for v in self.allr_d.numpy()]  # None: not measured yet
         return config
 
     @classmethod
@@ -262,5 +266,5 @@ class RetrainSchedule(Schedule):
         schedule = cls(base, plan, **config)
         if eta_star is not None:
             schedule.eta_star.assign(np.array(eta_star, np.float32))
-            schedule.allr_d.assign(np.array([np.nan if v is None else v for v in allr_d], np.float32))
+            schedule.allr_d.assign(np.array([_UNMEASURED if v is None else v for v in allr_d], np.float32))
         return schedule

@@ -1,7 +1,8 @@
 """IMP on Keras 3 over two devices gives the masks of one device: `keras.distribution.DataParallel`
 on JAX (2 host CPU devices) and `tf.distribute.MirroredStrategy` on TensorFlow (2 logical CPU
 devices), each in a fresh process (tests/keras3/scripts/distributed_imp.py): the device count is
-fixed when the backend starts.
+fixed when the backend starts. Also DataParallel over 2 JAX processes, whose ladder only the first
+keeps.
 
 Each process runs the same seeded 6-16-3 MLP (144 kernel weights), data (64 examples, batch 16) and
 ALLR plan (90 % in 2 cycles of 2 epochs after 2 dense ones) over two devices, then on one, with
@@ -10,6 +11,7 @@ a ladder and an export at the end, each written once.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -59,3 +61,46 @@ def test_two_devices_give_the_masks_of_one(backend, tmp_path):
     assert two["eta_star"] == pytest.approx(one["eta_star"], rel=1e-6)
     for a, b in zip(two["weights"], one["weights"]):
         np.testing.assert_allclose(a, b, rtol=0, atol=WEIGHT_TOLERANCE)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_jax_processes_give_the_masks_of_one_and_one_ladder(tmp_path):
+    """`keras.distribution.initialize` with 2 localhost processes of one CPU device each, DataParallel
+    over both (tests/keras3/scripts/multi_process_jax.py), against the same run in one process."""
+    script = os.path.join(ROOT, "tests", "keras3", "scripts", "multi_process_jax.py")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "XLA_FLAGS")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")])))
+    port = str(_free_port())
+    processes = [
+        subprocess.Popen([sys.executable, script, str(i), "2", port, str(tmp_path / "two")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        for i in range(2)
+    ]
+    try:
+        outputs = [process.communicate(timeout=300) for process in processes]
+    finally:  # a process left waiting for its failed peer must not outlive the test
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    runs = []
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    single = subprocess.run([sys.executable, script, "0", "1", "0", str(tmp_path / "one")], capture_output=True, text=True,
+                            env=env, cwd=ROOT, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    one = json.loads(single.stdout.strip().splitlines()[-1])
+    # Plan 50 % in 2 cycles over 48 weights: p = 0.29289, 48 - round(14.06) = 34, 34 - round(9.96) = 24.
+    assert runs[0]["alive"] == runs[1]["alive"] == one["alive"] == [48, 34, 24]
+    assert runs[0]["masks"] == runs[1]["masks"] == one["masks"]
+    assert runs[0]["eta_star"] == runs[1]["eta_star"] == pytest.approx(one["eta_star"], rel=1e-6)
+    for a, b in zip(runs[0]["weights"], one["weights"]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=WEIGHT_TOLERANCE)
+    rungs = ["cycle01_sparsity29.17.keras", "cycle02_sparsity50.00.keras"]
+    assert sorted(os.listdir(tmp_path / "two" / "ladder0")) == sorted(os.listdir(tmp_path / "one" / "ladder0")) == rungs
+    assert not (tmp_path / "two" / "ladder1").exists(), "only the chief (process 0) keeps ladder files"
