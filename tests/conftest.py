@@ -1,4 +1,6 @@
 import os
+import socket
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -40,3 +42,36 @@ def op_determinism():
     tf.config.experimental.enable_op_determinism()
     yield
     config.disable_op_determinism()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """A function giving a free localhost port, for the clusters of the distributed tests."""
+    return _free_port
+
+
+def _run_together(commands: list[list[str]], envs: list[dict], cwd: str | None = None, timeout: int = 300) -> list[tuple[int, str, str]]:
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+        for command, env in zip(commands, envs)
+    ]
+    try:
+        outputs = [process.communicate(timeout=timeout) for process in processes]
+    finally:  # a process left waiting for its failed peer must not outlive the test
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    return [(process.returncode, out, err) for process, (out, err) in zip(processes, outputs)]
+
+
+@pytest.fixture
+def run_together():
+    """A function that starts the processes of one cluster at once and waits for all of them:
+    `run_together(commands, envs, cwd=None, timeout=300)` -> [(return code, stdout, stderr)]."""
+    return _run_together

@@ -31,32 +31,15 @@ def test_mirrored_two_devices_match_single_device():
     assert abs(mirrored["eta_star"][0] - single["eta_star"][0]) < 1e-6
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def test_multi_worker_masks_agree_and_chief_keeps_the_ladder(tmp_path):
-    ports = [str(_free_port()), str(_free_port())]
-    env = ENV
+def test_multi_worker_masks_agree_and_chief_keeps_the_ladder(tmp_path, free_port, run_together):
+    ports = [str(free_port()), str(free_port())]
     ladders = [tmp_path / "ladder0", tmp_path / "ladder1"]
-    workers = [
-        subprocess.Popen(
-            [sys.executable, os.path.join(SCRIPTS, "multi_worker_imp.py"), str(i), *ports, os.fspath(ladders[i])],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        )
-        for i in range(2)
+    commands = [
+        [sys.executable, os.path.join(SCRIPTS, "multi_worker_imp.py"), str(i), *ports, os.fspath(ladders[i])] for i in range(2)
     ]
-    try:
-        results = [worker.communicate(timeout=300) for worker in workers]
-    finally:  # a worker left hanging (its peer failed) must not outlive the test
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
     outputs = []
-    for worker, (out, err) in zip(workers, results):
-        assert worker.returncode == 0, err[-3000:]
+    for returncode, out, err in run_together(commands, [ENV, ENV]):
+        assert returncode == 0, err[-3000:]
         outputs.append(json.loads(out.strip().splitlines()[-1]))
     # Plan 50 % in 2 cycles over 48 weights: p = 0.29289, 48 - round(14.06) = 34, 34 - round(9.96) = 24.
     assert outputs[0]["alive"] == outputs[1]["alive"] == [48, 34, 24]
@@ -92,29 +75,17 @@ QUICK_ON_SYNTHETIC = [
 ]
 
 
-def _train_on_two_workers(workdir):
+def _train_on_two_workers(workdir, free_port, run_together):
     """`python -m imp_keras.train` of the quick config on 2 localhost workers: (return code, stdout,
     stderr) of each, worker 0 (the chief) first."""
-    cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "imp_keras.train", *QUICK_ON_SYNTHETIC, "--config.distribution=multi_worker", f"--workdir={workdir}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-            env=dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
-        )
-        for i in range(2)
-    ]
-    try:
-        outputs = [worker.communicate(timeout=600) for worker in workers]
-    finally:  # a worker left hanging must not outlive the test
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-    return [(worker.returncode, out, err) for worker, (out, err) in zip(workers, outputs)]
+    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    command = [sys.executable, "-m", "imp_keras.train", *QUICK_ON_SYNTHETIC, "--config.distribution=multi_worker", f"--workdir={workdir}"]
+    envs = [dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})) for i in range(2)]
+    return run_together([command, command], envs, cwd=REPO, timeout=600)
 
 
-def test_trainer_multi_worker_gives_the_single_device_masks(tmp_path):
-    outputs = _train_on_two_workers(tmp_path / "multi")
+def test_trainer_multi_worker_gives_the_single_device_masks(tmp_path, free_port, run_together):
+    outputs = _train_on_two_workers(tmp_path / "multi", free_port, run_together)
     for returncode, _, err in outputs:
         assert returncode == 0, err[-3000:]
     command = [sys.executable, "-m", "imp_keras.train", *QUICK_ON_SYNTHETIC]
@@ -129,12 +100,12 @@ def test_trainer_multi_worker_gives_the_single_device_masks(tmp_path):
     assert "Run directory" in outputs[0][1] and "Run directory" not in outputs[1][1], "only the chief reports"
 
 
-def test_multi_worker_chief_refusing_a_busy_workdir_stops_every_worker(tmp_path):
+def test_multi_worker_chief_refusing_a_busy_workdir_stops_every_worker(tmp_path, free_port, run_together):
     """The chief refuses a workdir another live run holds; the other worker must stop too, with an
     error saying why, not wait for the chief forever."""
     lock = tmp_path / ".lock"
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # this test process: alive
-    (chief_code, _, chief_err), (other_code, _, other_err) = _train_on_two_workers(tmp_path)
+    (chief_code, _, chief_err), (other_code, _, other_err) = _train_on_two_workers(tmp_path, free_port, run_together)
     assert chief_code != 0 and "is in use by another run" in chief_err, chief_err[-3000:]
     assert other_code != 0 and "lost contact with another worker of the cluster" in other_err, other_err[-3000:]
     assert os.listdir(tmp_path) == [".lock"] and json.loads(lock.read_text())["pid"] == os.getpid()

@@ -29,12 +29,17 @@ __all__ = [
     "RetrainScheduleBase",
     "RetrainShape",
     "TUNABLE",
+    "UNMEASURED",
     "allr_peak",
     "learning_rate",
     "split_plan",
 ]
 
 KINDS = ("ft", "lrw", "slr", "clr", "llr", "allr", "constant", "linear", "cosine")
+UNMEASURED = -1.0
+"""ALLR's d of a cycle not pruned yet (d >= 0). Not NaN: in a multi-process JAX run a variable laid
+out on the devices is checked to hold the same value on every process, and NaN != NaN ("passed to
+device_put is not the same on each process ... Expected: [nan nan nan nan]")."""
 TUNABLE = ("constant", "linear", "cosine")
 PAPER_WARMUP = 0.1
 PLAN_FIELDS = ("goal_sparsity", "cycles", "pretrain_epochs", "retrain_epochs", "exact_goal")
@@ -339,7 +344,7 @@ class RetrainScheduleBase:
         self.base = base
         if self.kind == "allr":
             self.eta_star = self._variable(np.full(plan.cycles, self.max_learning_rate, np.float32), "eta_star")
-            self.allr_d = self._variable(np.full(plan.cycles, np.nan, np.float32), "allr_d")
+            self.allr_d = self._variable(np.full(plan.cycles, UNMEASURED, np.float32), "allr_d")
 
     def _set_name(self, name: str) -> None:
         raise NotImplementedError
@@ -413,7 +418,7 @@ class RetrainScheduleBase:
         config = {"base": base, **self.shape.config(), "name": self.name}
         if self.kind == "allr":
             config["eta_star"] = [float(v) for v in self.eta_star.numpy()]
-            config["allr_d"] = [None if np.isnan(v) else float(v) for v in self.allr_d.numpy()]  # None: not measured yet
+            config["allr_d"] = [None if v == UNMEASURED else float(v) for v in self.allr_d.numpy()]  # None: not measured yet
         return config
 
     @classmethod
@@ -426,5 +431,5 @@ class RetrainScheduleBase:
         schedule = cls(base, plan, **config)
         if eta_star is not None:
             schedule.eta_star.assign(np.array(eta_star, np.float32))
-            schedule.allr_d.assign(np.array([np.nan if v is None else v for v in allr_d], np.float32))
+            schedule.allr_d.assign(np.array([UNMEASURED if v is None else v for v in allr_d], np.float32))
         return schedule

@@ -2,8 +2,11 @@
 callback over `imp_keras.core.pruning`, and the hooks through which the core's callbacks
 (`imp_keras.core.callback`) read and write `MaskHolder` variables."""
 
+import contextlib
 import inspect
 import os
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -18,6 +21,45 @@ from imp_keras.keras3.schedules import RetrainSchedule
 from imp_keras.keras3.verify import verify
 
 __all__ = ["Hooks", "IMPCallback", "PHASE_PRETRAIN", "PHASE_RETRAIN"]
+
+
+def _rebuild_distributed_jax_step(model: keras.Model) -> None:
+    """Builds `fit`'s step again after the optimizer gained variables, under a `keras.distribution` on JAX.
+
+    There `fit` fixes the shardings of its step's outputs from the optimizer's variables before
+    `on_train_begin`, and a step built then has no place for ALLR's attached peaks: its first call
+    fails with "pjit out_shardings ... a subtree of type list of length 5, but the full pytree has a
+    subtree of the same type but of length 7" (measured with DataParallel on 2 CPU devices). `fit`
+    reads `model.train_function` at every step, so the new one is used from the first.
+    """
+    if keras.backend.backend() == "jax" and keras.distribution.distribution() is not None:
+        model.make_train_function(force=True)
+
+
+def _is_chief() -> bool:
+    """False on every process of a multi-process JAX run (`keras.distribution.initialize`) but the first."""
+    if keras.backend.backend() != "jax":
+        return True
+    import jax
+
+    return jax.process_index() == 0
+
+
+@contextlib.contextmanager
+def _chief_directory(directory: str | os.PathLike) -> Iterator[str]:
+    """`directory` on the chief, a scratch directory removed afterwards on every other process.
+
+    In a multi-process JAX run, assigning a variable (`strip` applies the masks) and saving a model
+    are collective: a process that skips them makes the others fail ("passed to device_put is not
+    the same on each process", measured on 2 CPU processes). So every process writes; only the
+    chief's files are kept, and no two processes write the same file.
+    """
+    if _is_chief():
+        os.makedirs(directory, exist_ok=True)
+        yield os.fspath(directory)
+    else:
+        with tempfile.TemporaryDirectory(prefix="imp_keras_process_") as scratch:
+            yield scratch
 
 
 class Hooks(MaskCallback):
@@ -66,13 +108,18 @@ class Hooks(MaskCallback):
         return verify(self.model, **kwargs)
 
     def _save_model(self, model: Any, name: str) -> None:
-        os.makedirs(self.ladder_dir, exist_ok=True)
-        model.save(os.path.join(self.ladder_dir, name))
+        with _chief_directory(self.ladder_dir) as directory:
+            model.save(os.path.join(directory, name))
 
     def _export_model(self, options: dict[str, Any]) -> Any:
         from imp_keras.export.keras3 import export
 
-        return export(masking.strip(self.model), self.export_dir, **options)
+        chief = _is_chief()
+        if not chief:
+            options["verbose"] = 0
+        with _chief_directory(self.export_dir) as directory:
+            report = export(masking.strip(self.model), directory, **options)
+        return report if chief else None
 
 
 class IMPCallback(IMPCallbackBase, Hooks, keras.callbacks.Callback):
@@ -97,7 +144,11 @@ class IMPCallback(IMPCallbackBase, Hooks, keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         if self._is_allr():
-            self.schedule.attach(self.model.optimizer)
+            optimizer = self.model.optimizer
+            count = len(optimizer.variables)
+            self.schedule.attach(optimizer)
+            if len(optimizer.variables) != count:
+                _rebuild_distributed_jax_step(self.model)
 
     def on_train_end(self, logs=None):
         if self._is_allr():

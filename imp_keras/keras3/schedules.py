@@ -56,6 +56,20 @@ def _check_base(base: Any) -> Any:
     return None if isinstance(base, Schedule) else base
 
 
+def _place_on_distribution(variable: keras.Variable) -> None:
+    """Lays `variable` out as the active `keras.distribution` lays out its own (JAX).
+
+    A schedule built before `with distribution.scope():` holds its ALLR peaks on one device, and
+    JAX refuses a step that mixes them with the mesh's variables: "Received incompatible devices
+    for jitted computation. Got argument state[0][0] ... with device ids [0, 1] ... and explicit
+    output sharding with device ids [0]" (measured with DataParallel on 2 CPU devices).
+    """
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None or variable._layout is not None:
+        return
+    variable._initialize_layout()  # Keras' own step when a variable is created under a distribution
+    variable.assign(variable.value)  # assigning distributes the value along the new layout
+
+
 @keras.saving.register_keras_serializable(package="imp_keras")
 class RetrainSchedule(RetrainScheduleBase, Schedule):
     """Learning rate of a whole IMP run as a pure function of the optimizer's step (Keras 3).
@@ -115,6 +129,7 @@ class RetrainSchedule(RetrainScheduleBase, Schedule):
         attached = {id(v) for v in optimizer.variables}
         for variable in variables:
             if id(variable) not in attached:
+                _place_on_distribution(variable)
                 # The registration `add_variable` uses: `variables`, `save_own_variables` and the
                 # state JAX's `fit` passes to its step all read the list it fills.
                 optimizer._track_variable(variable)

@@ -170,3 +170,52 @@ def test_min_alive_keeps_a_floor_in_every_tensor(api, make_mlp, train_data, nump
     assert sum(alive) == 12 and min(alive) >= 5
     with pytest.raises(ValueError, match="Received: min_alive=0"):
         api.IMPCallback(PLAN, min_alive=0)
+
+
+def logits_sum(labels, logits):
+    """A loss whose gradient on the logits' bias is exactly 1 at every step."""
+    return logits[:, 0] + logits[:, 1] + logits[:, 2]
+
+
+@pytest.mark.parametrize("jit_compile", [True, False], ids=["compiled", "not_compiled"])
+def test_compiled_steps_keep_masks_and_read_live_allr_peaks(api, make_mlp, train_data, numpy, jit_compile):
+    """jit_compile=True: XLA on TensorFlow (and tf_keras), jax.jit, torch.compile; False: tf.function,
+    JAX op by op, torch eager. After every step each pruned weight and its momentum are exactly 0,
+    and the step applied the learning rate of the ALLR peaks the callback recorded between epochs:
+    with gradient 1, the logits bias' momentum is m = 0.9 m_before - learning_rate."""
+    model = api.prunable(make_mlp(api))
+    # base_epochs=10: the peaks' lower bound, 0.1 * 1 / 10, leaves them room below the initial 0.1.
+    schedule = api.RetrainSchedule(0.1, PLAN, steps_per_epoch=STEPS, kind="allr", base_epochs=10)
+    model.compile(api.keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True), loss=logits_sum, jit_compile=jit_compile)
+    assert model.jit_compile is jit_compile  # Keras did not fall back to another mode
+    entries = api.masked_weights(model)
+    bias = entries[-1].layer.bias
+
+    def momentum():
+        (slot,) = api.masking.optimizer_slots(model.optimizer, bias)
+        return float(numpy(slot)[0])
+
+    applied, leaks = [], []
+
+    class AfterEveryStep(api.keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.before = momentum()
+
+        def on_train_batch_end(self, batch, logs=None):
+            sync = getattr(self.model, "jax_state_sync", None)
+            if sync is not None:  # JAX keeps the step's results outside the variables until synced
+                sync()
+            applied.append(0.9 * self.before - momentum())
+            for entry in entries:
+                pruned = numpy(entry.mask) == 0
+                for variable in [entry.weight, *api.masking.optimizer_slots(model.optimizer, entry.weight)]:
+                    leaks.extend([entry.name] * int(np.count_nonzero(numpy(variable)[pruned])))
+
+    history, _ = fit_imp(api, model, train_data, schedule, callbacks=[AfterEveryStep()])
+    assert leaks == []
+    assert [round(120 * (1 - s)) for s in history.history["sparsity"]] == ALIVE
+    assert api.verify(model, PLAN, cycle=3).alive == 12
+    peaks = numpy(schedule.eta_star)
+    assert np.all(np.abs(peaks - 0.1) > 0.01), peaks  # a stale peak (the initial 0.1) would show
+    expected = [float(numpy(schedule(step))) for step in range(PLAN.total_epochs * STEPS)]
+    np.testing.assert_allclose(applied, expected, rtol=1e-4, atol=1e-7)
