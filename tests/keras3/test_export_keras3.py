@@ -36,6 +36,8 @@ FILE_NAMES = {
 
 @pytest.fixture(scope="module", params=["tensorflow", "jax", "torch"])
 def run(request, tmp_path_factory):
+    if os.environ.get("IMP_KERAS_FLAVOURS") == "keras3":
+        pytest.skip("starts its own process per backend: runs once, from the main test process")
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env.update(KERAS_BACKEND=request.param, PYTHONPATH=os.pathsep.join([ROOT, env.get("PYTHONPATH", "")]))
     out_dir = tmp_path_factory.mktemp(request.param)
