@@ -444,9 +444,11 @@ def _train(flavour, config, workdir, resolved, strategy, chief, extra_callbacks,
         train = flavour.train_inputs(data, config.batch_size, first_epoch, method.epochs - first_epoch)
         evaluation = flavour.evaluation_inputs(data, config.batch_size)
         try:
+            # The data orders every epoch itself; `shuffle` would make Keras 3 permute a PyDataset's
+            # batches across the epochs it spans, so a resumed run would not see what an uninterrupted one saw.
             model.fit(
                 train, epochs=method.epochs, steps_per_epoch=steps_per_epoch, validation_data=evaluation,
-                callbacks=callbacks, verbose=verbose,
+                callbacks=callbacks, verbose=verbose, shuffle=False,
             )
         except NonFiniteError as e:
             advice = "fix its cause (e.g. a lower `lr.initial`) and start in a new workdir."

@@ -10,30 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from imp_keras import experiment, keras, rundir, train
+from imp_keras import keras, rundir, train
 
 from conftest import SHARED_DATA
+from synthetic import synthetic_config
 from test_experiment import CONFIGS, load_config
 
 MNIST = os.path.join(SHARED_DATA, "mnist")
-
-
-def synthetic_config(**fields):
-    """LeNet-300-100 on 256 synthetic MNIST-shaped examples: 8 steps an epoch."""
-    config = experiment.base_config()
-    config.name = "synthetic"
-    config.data.source = "synthetic"
-    config.data.synthetic_examples = 256
-    config.batch_size = 32
-    config.pretrain_epochs = 2
-    config.cycles = 2
-    config.retrain_epochs = 2
-    config.goal_sparsity = 0.75
-    config.deterministic = True
-    config.export_formats = ()
-    for key, value in fields.items():
-        setattr(config, key, value)
-    return config
 
 
 class StopAtEpoch(keras.callbacks.Callback):

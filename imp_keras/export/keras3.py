@@ -247,7 +247,9 @@ class _Checker:
             else:
                 loaded = keras.models.clone_model(self.model)
                 loaded.load_weights(path)
-            weights = _weights(loaded)
+            # By position: a reloaded Sequential names its variables without the model's name
+            # ("fc1/kernel" for "lenet_300_100/fc1/kernel"), in the same order.
+            weights = dict(zip((v.path for v in self.model.weights), _weights(loaded).values()))
             found = {name: weights[name] for name in self.kernels if name in weights}
             return _predict(loaded, self.samples, self.batch), found, {}
         if format == TF_SAVED_MODEL:
