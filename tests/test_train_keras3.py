@@ -25,21 +25,30 @@ SCRIPT = os.path.join(ROOT, "tests", "scripts", "kill_during_run.py")
 MNIST = os.path.join(SHARED_DATA, "mnist")
 TIMINGS = ("train_seconds", "wall_seconds", "epoch_seconds")
 
-# `python -m imp_keras.train ARGS` with TensorFlow made unimportable (as on a machine without it),
-# printing the TensorFlow modules loaded when the process ends.
+# `python -m MODULE ARGS` with TensorFlow made unimportable (as on a machine without it), printing
+# the TensorFlow modules loaded when the process ends.
 WITHOUT_TENSORFLOW = """
 import atexit, runpy, sys
 BLOCKED = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
 for name in BLOCKED:  # importing fails, find_spec finds nothing
     sys.modules[name] = None
 atexit.register(lambda: print("loaded:", sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] in BLOCKED), flush=True))
-sys.argv = ["imp_keras.train", *sys.argv[1:]]
-runpy.run_module("imp_keras.train", run_name="__main__")
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__")
 """
 
 
 def env(backend="jax"):
     return dict(keras3_env(backend), PYTHONPATH=ROOT)
+
+
+def without_tensorflow(module, *args):
+    """`python -m module args` on JAX with TensorFlow unimportable; its last line lists what of it loaded."""
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TENSORFLOW, module, *args], capture_output=True, text=True, env=env(), cwd=ROOT, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "loaded: []"
 
 
 def run_script(workdir, *args, backend="jax"):
@@ -51,13 +60,9 @@ def run_script(workdir, *args, backend="jax"):
 
 @pytest.mark.skipif(not os.path.isdir(MNIST), reason="needs ../shared/data/mnist")
 def test_main_job_quick_on_jax_without_tensorflow(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TENSORFLOW, "--config=configs/mnist_lenet.py:quick", "--config.keras=keras3",
-         "--config.backend=jax", f"--workdir={tmp_path}"],
-        capture_output=True, text=True, env=env(), cwd=ROOT, timeout=600,
+    without_tensorflow(
+        "imp_keras.train", "--config=configs/mnist_lenet.py:quick", "--config.keras=keras3", "--config.backend=jax", f"--workdir={tmp_path}"
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert result.stdout.splitlines()[-1] == "loaded: []"
     assert {"config.json", "metrics.csv", "results.json", "dense.keras", "ladder", "export",
             "accuracy_vs_sparsity.png", "lr_schedule.png"} <= set(os.listdir(tmp_path))
     assert "backup" not in os.listdir(tmp_path) and ".lock" not in os.listdir(tmp_path)
@@ -189,3 +194,17 @@ def test_models_on_keras3_have_the_tf_keras_parameter_counts():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.splitlines()[-1]) == [count for *_, count in COUNTS]
+
+
+def test_gpu_accuracy_benchmark_smoke_on_jax_without_tensorflow(tmp_path):
+    """The GPU setup of benchmarks.accuracy at its smoke size (synthetic data, 8-step epochs) on CPU."""
+    without_tensorflow(
+        "benchmarks.accuracy", "--smoke", "--setups=fashion_resnet20", "--methods=dense,imp_allr,bimp", f"--out_dir={tmp_path}"
+    )
+    report = json.loads((tmp_path / "accuracy_fashion_resnet20.json").read_text())
+    assert report["setup"]["keras"] == "keras3" and report["setup"]["backend"] == "jax" and report["smoke"]
+    assert sorted(report["summary"]) == ["bimp", "dense", "dense_pretrain", "imp_allr"]
+    for method in ("bimp", "imp_allr"):
+        assert report["summary"][method]["0.9"]["sparsity"]["mean"] == pytest.approx(0.9, abs=1e-4)
+        assert report["summary"][method]["0.9"]["budget_epochs"] == [4]
+    assert (tmp_path / "accuracy_fashion_resnet20.md").read_text().strip()
