@@ -14,7 +14,9 @@ from imp_keras import files
 
 __all__ = ["STRATEGIES", "chief_directory", "is_chief", "make_strategy", "save_model"]
 
-STRATEGIES = ("none", "mirrored", "multi_worker")
+# tf.distribute strategies (tf_keras), and Keras 3's keras.distribution.DataParallel over every local
+# device (JAX; made by imp_keras.train_keras3).
+STRATEGIES = ("none", "mirrored", "multi_worker", "data_parallel")
 
 
 def make_strategy(name: str) -> Any:
@@ -44,7 +46,7 @@ def make_strategy(name: str) -> Any:
         except json.JSONDecodeError as e:
             raise ValueError(f"TF_CONFIG is not valid JSON ({e}). Received: TF_CONFIG={os.environ['TF_CONFIG']!r}") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"`distribution` must be one of {STRATEGIES}. Received: distribution={name!r}")
+    raise ValueError(f"`distribution` must be one of {STRATEGIES[:3]} for tf_keras. Received: distribution={name!r}")
 
 
 def is_chief(strategy: Any) -> bool:

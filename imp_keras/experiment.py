@@ -375,8 +375,11 @@ def _check_consistency(config: ml_collections.ConfigDict) -> None:
     if config.backend != "tensorflow" and (data.source == "tfds" or data.name == "imagenet2012"):
         what = "data.source='tfds'" if data.source == "tfds" else "data.name='imagenet2012' (JPEG decoding)"
         _fail("backend", f"'tensorflow' for {what}: the NumPy pipeline of the other backends reads files and synthetic data", config.backend)
-    if config.keras == "keras3" and config.distribution != "none":
-        _fail("distribution", "'none' with keras='keras3' (tf.distribute strategies run tf_keras models)", config.distribution)
+    if config.keras == "keras3" and config.distribution not in ("none", "data_parallel"):
+        _fail("distribution", "'none' or 'data_parallel' with keras='keras3' (tf.distribute strategies run tf_keras models)", config.distribution)
+    if config.distribution == "data_parallel" and (config.keras, config.backend) != ("keras3", "jax"):
+        _fail("distribution", f"one of {distribution.STRATEGIES[:3]} with keras={config.keras!r} and backend={config.backend!r} "
+              "('data_parallel' is keras.distribution's, run here with keras='keras3' on jax)", config.distribution)
     if config.retrain_kind in _TUNABLE and config.method == "imp" and not config.retrain_lr > 0:
         _fail("retrain_lr", f"> 0 for the tunable retrain_kind={config.retrain_kind!r}", config.retrain_lr)
     if config.block_size and config.selection != "global":

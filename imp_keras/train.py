@@ -376,7 +376,7 @@ def run(
                 if verbose:
                     print(f"imp_keras: the run in {workdir} has finished ({results_path}); nothing to do.")
                 return results
-            with flavour.session(config):
+            with flavour.session(config, strategy):
                 return _train(flavour, config, workdir, resolved, strategy, chief, list(callbacks), verbose)
     except flavour.UNAVAILABLE as e:
         if config.distribution != "multi_worker":
@@ -430,6 +430,7 @@ def _train(flavour, config, workdir, resolved, strategy, chief, extra_callbacks,
     started = time.time()
     data = experiment.load_data(config)
     steps_per_epoch = data.steps_per_epoch(config.batch_size)
+    flavour.check_inputs(data, config.batch_size, strategy)
     dense_model, dense_accuracy = _dense_source(config, resolved) if config.dense_workdir else (None, None)
     method = experiment.method(config, steps_per_epoch)
     model = _compiled_model(flavour, config, data, method, dense_model, strategy)
@@ -460,7 +461,7 @@ def _train(flavour, config, workdir, resolved, strategy, chief, extra_callbacks,
         flavour.restore_last(model, backup_dir)
 
     results = _summarize(config, workdir, method, data, model, dense_accuracy, time.time() - started, flavour.sparsity_report)
-    results["replicas"] = getattr(strategy, "num_replicas_in_sync", 1)
+    results["replicas"] = flavour.replicas(strategy)
     if config.export_formats:
         results["export"] = _export(flavour, config, workdir, model, data, strategy, verbose)
     results = json.loads(json.dumps(results))  # as results.json will give it back

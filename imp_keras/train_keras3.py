@@ -29,6 +29,7 @@ __all__ = [
     "adapter",
     "backup_callbacks",
     "check_callback",
+    "check_inputs",
     "compile_options",
     "evaluation_inputs",
     "export",
@@ -37,6 +38,7 @@ __all__ = [
     "logging_callbacks",
     "make_strategy",
     "prunable",
+    "replicas",
     "restore_last",
     "session",
     "sparsity_report",
@@ -102,9 +104,10 @@ def _set_determinism(backend: str, on: bool) -> bool:
 
 
 @contextlib.contextmanager
-def session(config: ml_collections.ConfigDict) -> Iterator[None]:
-    """A fresh Keras session seeded by the config, with its precision policy and deterministic ops;
-    the caller's policy and determinism are restored afterwards."""
+def session(config: ml_collections.ConfigDict, strategy: Any) -> Iterator[None]:
+    """A fresh Keras session seeded by the config, with its precision policy and deterministic ops,
+    under `strategy` (a `keras.distribution.Distribution`, or None); the caller's policy and
+    determinism are restored afterwards."""
     policy = keras.config.dtype_policy()
     deterministic = None
     try:
@@ -113,15 +116,34 @@ def session(config: ml_collections.ConfigDict) -> Iterator[None]:
         if config.deterministic:
             deterministic = _set_determinism(config.backend, True)
         keras.config.set_dtype_policy("mixed_float16" if config.mixed_precision else "float32")
-        yield
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            yield
     finally:
         keras.config.set_dtype_policy(policy)
         if deterministic is not None:
             _set_determinism(config.backend, deterministic)
 
 
-def make_strategy(config: ml_collections.ConfigDict) -> None:
-    return None  # one device; `validate` refuses tf.distribute strategies for Keras 3
+def make_strategy(config: ml_collections.ConfigDict) -> keras.distribution.DataParallel | None:
+    """`keras.distribution.DataParallel` over every local device for `data_parallel` (each batch split
+    over them; one process, so it is the chief), else None (one device)."""
+    return keras.distribution.DataParallel() if config.distribution == "data_parallel" else None
+
+
+def replicas(strategy: keras.distribution.DataParallel | None) -> int:
+    return 1 if strategy is None else int(strategy.device_mesh.devices.size)
+
+
+def check_inputs(data, batch_size: int, strategy: keras.distribution.DataParallel | None) -> None:
+    """Refuses, before anything trains, batches that `strategy` cannot split evenly over its devices."""
+    devices = replicas(strategy)
+    last = data.eval_examples % batch_size
+    if devices > 1 and (batch_size % devices or last % devices):
+        raise ValueError(
+            f"`batch_size` must split evenly over the {devices} devices of distribution='data_parallel', and so must "
+            f"the last evaluation batch ({data.eval_examples} examples in batches of {batch_size} leave {last}). "
+            f"Received: batch_size={batch_size}"
+        )
 
 
 def check_callback(callback: Any) -> None:

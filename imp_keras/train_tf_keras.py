@@ -30,6 +30,7 @@ __all__ = [
     "adapter",
     "backup_callbacks",
     "check_callback",
+    "check_inputs",
     "compile_options",
     "evaluation_inputs",
     "export",
@@ -38,6 +39,7 @@ __all__ = [
     "logging_callbacks",
     "make_strategy",
     "prunable",
+    "replicas",
     "restore_last",
     "session",
     "sparsity_report",
@@ -120,9 +122,10 @@ class KeepPrevious(keras.callbacks.Callback):
 
 
 @contextlib.contextmanager
-def session(config: ml_collections.ConfigDict) -> Iterator[None]:
+def session(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy) -> Iterator[None]:
     """A fresh Keras session seeded by the config, with its precision policy and op determinism;
-    the caller's policy and determinism are restored afterwards."""
+    the caller's policy and determinism are restored afterwards. `strategy`'s scope is entered
+    where the model is built (`imp_keras.train`)."""
     policy = keras.mixed_precision.global_policy()
     deterministic = tf_config.is_op_determinism_enabled()
     try:
@@ -140,6 +143,14 @@ def session(config: ml_collections.ConfigDict) -> Iterator[None]:
 
 def make_strategy(config: ml_collections.ConfigDict) -> tf.distribute.Strategy:
     return distribution.make_strategy(config.distribution)
+
+
+def replicas(strategy: tf.distribute.Strategy) -> int:
+    return strategy.num_replicas_in_sync
+
+
+def check_inputs(data, batch_size: int, strategy: tf.distribute.Strategy) -> None:
+    """Nothing to refuse: tf.distribute splits any batch, a partial last one included."""
 
 
 def check_callback(callback: Any) -> None:

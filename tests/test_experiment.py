@@ -201,6 +201,7 @@ def test_importing_a_config_imports_no_keras(path):
         ({"keras": "keras2"}, r"`keras` must be one of \('tf_keras', 'keras3'\). Received: keras='keras2'"),
         ({"backend": "mxnet"}, r"`backend` must be one of \('tensorflow', 'jax', 'torch'\). Received: backend='mxnet'"),
         ({"backend": "jax"}, r"`backend` must be 'tensorflow' with keras='tf_keras' .* Received: backend='jax'"),
+        ({"distribution": "data_parallel"}, r"`distribution` must be one of \('none', 'mirrored', 'multi_worker'\) with keras='tf_keras'"),
     ],
 )
 def test_keras_and_backend_fields_are_checked(fields, message):

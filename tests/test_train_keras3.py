@@ -208,3 +208,42 @@ def test_gpu_accuracy_benchmark_smoke_on_jax_without_tensorflow(tmp_path):
         assert report["summary"][method]["0.9"]["sparsity"]["mean"] == pytest.approx(0.9, abs=1e-4)
         assert report["summary"][method]["0.9"]["budget_epochs"] == [4]
     assert (tmp_path / "accuracy_fashion_resnet20.md").read_text().strip()
+
+
+DATA_PARALLEL = """
+import sys
+sys.path.insert(0, "tests")
+from synthetic import synthetic_config
+from imp_keras import train
+for distribution, workdir in (("data_parallel", sys.argv[1]), ("none", sys.argv[2])):
+    results = train.run(synthetic_config(keras="keras3", backend="jax", distribution=distribution), workdir, verbose=0)
+    print(distribution, results["replicas"])
+uneven = synthetic_config(keras="keras3", backend="jax", distribution="data_parallel")
+uneven.data.synthetic_examples = 260  # 65 evaluation examples: a last batch of 1
+try:
+    train.run(uneven, sys.argv[1] + "_uneven", verbose=0)
+except ValueError as e:
+    print(e)
+"""
+
+
+def test_data_parallel_on_two_jax_devices_gives_the_masks_of_one(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", DATA_PARALLEL, os.fspath(tmp_path / "two"), os.fspath(tmp_path / "one")],
+        capture_output=True, text=True, env=dict(env(), XLA_FLAGS="--xla_force_host_platform_device_count=2"), cwd=ROOT,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.splitlines()[-3:] == [
+        "data_parallel 2", "none 1",
+        "`batch_size` must split evenly over the 2 devices of distribution='data_parallel', and so must the last "
+        "evaluation batch (65 examples in batches of 32 leave 1). Received: batch_size=32",
+    ]
+    ladder = sorted(os.listdir(tmp_path / "one" / rundir.LADDER))
+    assert ladder == sorted(os.listdir(tmp_path / "two" / rundir.LADDER)) == ["cycle01_sparsity50.00.keras", "cycle02_sparsity75.00.keras"]
+    for name in ladder:
+        one, two = (keras_file_weights(tmp_path / run / rundir.LADDER / name) for run in ("one", "two"))
+        assert one.keys() == two.keys()
+        for key in one:  # the same pruned weights; the others equal up to the order of the gradient sums
+            np.testing.assert_array_equal(one[key] == 0, two[key] == 0, err_msg=f"{name}: {key}")
+            np.testing.assert_allclose(one[key], two[key], rtol=1e-4, atol=1e-5, err_msg=f"{name}: {key}")
