@@ -91,8 +91,21 @@ def _locked(workdir: str) -> Iterator[None]:
             os.remove(path)
 
 
-def _record_config(workdir: str, config: dict[str, Any], chief: bool, verbose: int) -> None:
+def _as_written_now(recorded: dict[str, Any], config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """A config.json written before the `keras` and `backend` fields and the export presets existed,
+    as this version writes the same experiment: tf_keras on TensorFlow, and a list of formats that
+    the config's preset resolves to as that preset."""
+    if not isinstance(recorded, dict):
+        return recorded
+    recorded = {"keras": "tf_keras", "backend": "tensorflow", **recorded}
+    if recorded.get("export_formats") == list(experiment.export_formats(config)):
+        recorded["export_formats"] = list(config.export_formats)
+    return recorded
+
+
+def _record_config(workdir: str, config: ml_collections.ConfigDict, chief: bool, verbose: int) -> None:
     path = os.path.join(workdir, rundir.CONFIG)
+    resolved = rundir.config_dict(config)
     if os.path.exists(path):
         recorded = rundir.read_json(
             path,
@@ -100,9 +113,10 @@ def _record_config(workdir: str, config: dict[str, Any], chief: bool, verbose: i
             "certainly the same experiment, delete the file and re-run (it is written again from the config); "
             "otherwise start in a new workdir.",
         )
-        if recorded == config:
+        recorded = _as_written_now(recorded, config)
+        if recorded == resolved:
             return
-        differences = ", ".join(_differences(recorded, config))
+        differences = ", ".join(_differences(recorded, resolved))
         if any(os.path.exists(os.path.join(workdir, name)) for name in _PROGRESS):
             raise ValueError(
                 f"The workdir {workdir} holds a run with another config ({path}); differing fields: "
@@ -111,7 +125,7 @@ def _record_config(workdir: str, config: dict[str, Any], chief: bool, verbose: i
         if verbose:
             print(f"imp_keras: the workdir {workdir} holds no trained epoch yet; replacing its {rundir.CONFIG} ({differences}).")
     if chief:
-        rundir.write_json(path, config)
+        rundir.write_json(path, resolved)
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -362,7 +376,7 @@ def run(
         strategy = flavour.make_strategy(config)
         chief = distribution.is_chief(strategy)
         with _locked(workdir) if chief else contextlib.nullcontext():
-            _record_config(workdir, resolved, chief, verbose)
+            _record_config(workdir, config, chief, verbose)
             results_path = os.path.join(workdir, rundir.RESULTS)
             if os.path.exists(results_path):
                 results = rundir.read_json(

@@ -247,3 +247,36 @@ def test_data_parallel_on_two_jax_devices_gives_the_masks_of_one(tmp_path):
         for key in one:  # the same pruned weights; the others equal up to the order of the gradient sums
             np.testing.assert_array_equal(one[key] == 0, two[key] == 0, err_msg=f"{name}: {key}")
             np.testing.assert_allclose(one[key], two[key], rtol=1e-4, atol=1e-5, err_msg=f"{name}: {key}")
+
+
+WEIGHT_DECAY = """
+import keras
+import numpy as np
+import imp_keras
+from imp_keras import experiment
+config = experiment.base_config()
+config.keras, config.backend = "keras3", "jax"
+config.optimizer.weight_decay, config.optimizer.nesterov = 0.1, False
+model = imp_keras.prunable(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, use_bias=False, name="d")]), verbose=0)
+experiment.add_weight_decay(model, config)
+model.compile(experiment.make_optimizer(config, 0.5), loss=lambda y, p: 0.0 * keras.ops.sum(p))
+kernel = imp_keras.masked_weights(model)[0].weight
+kernel.assign([[1.0, 2.0], [0.0, -4.0]])
+imp_keras.apply_masks(imp_keras.masked_weights(model), [np.array([[1, 1], [0, 1]], bool)])
+print(float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)))
+x, y = np.ones((1, 2), "float32"), np.zeros((1, 2), "float32")
+for _ in range(2):
+    model.train_on_batch(x, y)
+    print(keras.ops.convert_to_numpy(kernel).tolist())
+"""
+
+
+def test_keras3_weight_decay_goes_through_the_gradient_like_pytorch():
+    """tests/test_experiment.py's figures on Keras 3 (JAX): the L2 term weight_decay / 2 * ||w||^2 as
+    a regularizer of every trainable variable, evaluated inside JAX's compiled step."""
+    result = subprocess.run([sys.executable, "-c", WEIGHT_DECAY], capture_output=True, text=True, env=env(), cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loss, first, second = result.stdout.splitlines()[-3:]
+    assert float(loss) == pytest.approx(0.05 * (1 + 4 + 16))
+    np.testing.assert_allclose(json.loads(first), [[0.95, 1.9], [0.0, -3.8]], rtol=1e-6)
+    np.testing.assert_allclose(json.loads(second), [[0.8575, 1.715], [0.0, -3.43]], rtol=1e-5)  # momentum carries it on
