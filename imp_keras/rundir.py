@@ -2,7 +2,8 @@
 
     config.json          the resolved config, written before anything else
     metrics.csv          one row per epoch: phase, cycle, sparsity, lr, loss, accuracy, val_loss, ...
-    tensorboard/         Keras' scalars, plus per-layer sparsity under tensorboard/sparsity
+    tensorboard/         Keras' scalars, plus per-layer sparsity under tensorboard/sparsity (tf_keras); Keras 3
+                         writes the scalars on the TensorFlow backend only
     ladder/              the stripped model at the end of every cycle (cycleNN_sparsityXX.XX.keras)
     dense.keras          the stripped model at the end of the dense training (for `dense_workdir`)
     backup/              while the run is unfinished: BackupAndRestore's checkpoint (chief/), the one of
