@@ -187,6 +187,21 @@ def restore_last(model: keras.Model, backup_dir: str) -> None:
     model.load_weights(os.path.join(backup_dir, backup.LATEST, backup.KERAS3_WEIGHTS))
 
 
+def _left_out(config: ml_collections.ConfigDict, formats: tuple[str, ...]) -> list[str]:
+    """Each format of the Keras 3 exporter that `formats` leaves out, with why."""
+    from imp_keras.export import keras3 as exporter
+
+    return [
+        f"{format} ({exporter.refusal(format, config.backend) or 'it imports TensorFlow: name it in export_formats to write it'})"
+        for format in exporter.FORMATS if format not in formats
+    ]
+
+
 def export(config: ml_collections.ConfigDict, model: keras.Model, directory: str, samples: np.ndarray, chief: bool, verbose: int):
-    """The export report of the config's formats written into `directory`, each file checked on `samples`."""
-    return adapter.export(model, directory, experiment.export_formats(config), sample_inputs=samples, verbose=min(verbose, 1))
+    """The export report of the config's formats written into `directory`, each file checked on
+    `samples`; with the "all" preset, says which formats it left out and why."""
+    formats = experiment.export_formats(config)
+    left_out = _left_out(config, formats) if tuple(config.export_formats) == ("all",) else []
+    if verbose and left_out:
+        print(f"imp_keras: not exported on the {config.backend} backend: {'; '.join(left_out)}.")
+    return adapter.export(model, directory, formats, sample_inputs=samples, verbose=min(verbose, 1))

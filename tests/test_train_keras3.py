@@ -3,6 +3,7 @@ SIGKILL and resume on JAX to the same end as an uninterrupted run, a PyTorch smo
 zoo's parameter counts on Keras 3, and the NumPy pipeline's determinism. Each Keras 3 run is a fresh
 process: a Keras backend is fixed when Keras is first imported."""
 
+import ast
 import csv
 import io
 import json
@@ -282,3 +283,25 @@ def test_keras3_weight_decay_goes_through_the_gradient_like_pytorch():
     assert float(loss) == pytest.approx(0.05 * (1 + 4 + 16))
     np.testing.assert_allclose(json.loads(first), [[0.95, 1.9], [0.0, -3.8]], rtol=1e-6)
     np.testing.assert_allclose(json.loads(second), [[0.8575, 1.715], [0.0, -3.43]], rtol=1e-5)  # momentum carries it on
+
+
+def test_all_preset_on_jax_writes_what_needs_no_tensorflow_and_says_what_it_leaves_out():
+    code = """
+import sys
+from imp_keras import experiment, train_keras3
+config = experiment.base_config()
+config.keras, config.backend = "keras3", "jax"
+formats = experiment.export_formats(config)
+print(formats)
+print([note.split(" (")[0] for note in train_keras3._left_out(config, formats)])
+print(train_keras3._left_out(config, formats)[0])
+print("tensorflow" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()[-4:]
+    formats, left_out, first, tensorflow = ast.literal_eval(lines[0]), ast.literal_eval(lines[1]), lines[2], lines[3]
+    assert formats[:2] == ("keras", "weights_h5") and tensorflow == "False"
+    assert left_out[:2] == ["tf_saved_model", "litert"]
+    assert ("onnx" in formats) != ("onnx" in left_out)  # written with jax2onnx installed, else left out
+    assert first == "tf_saved_model (it imports TensorFlow: name it in export_formats to write it)"
