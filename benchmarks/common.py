@@ -5,6 +5,7 @@ Each benchmark writes `<out_dir>/<name>.json` (settings, machine, every measurem
 data, only to keep the script working; its files go to a temporary folder unless `--out_dir` is given.
 """
 
+import importlib.metadata
 import os
 import platform
 import sys
@@ -16,6 +17,8 @@ from collections.abc import Sequence
 
 from absl import flags
 import numpy as np
+
+from imp_keras import rundir
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,24 +57,41 @@ def _memory_gib() -> float | None:
     return None
 
 
+def _version(distribution: str) -> str | None:
+    """The installed version of a package, read without importing it (None when absent)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _accelerators() -> list[str]:
+    """The GPUs of the Keras 3 backend in use (JAX or PyTorch), without importing TensorFlow."""
+    if "jax" in sys.modules:
+        return [str(d) for d in sys.modules["jax"].devices() if d.platform != "cpu"]
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        torch = sys.modules["torch"]
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return []
+
+
 def machine() -> dict[str, Any]:
     """The machine and software a measurement ran on, with the load average when it was taken
-    (the benchmark machine may be shared)."""
-    import tensorflow as tf
-    import tensorflow_model_optimization as tfmot
-
-    from imp_keras import keras
-
+    (the benchmark machine may be shared). Imports nothing: a JAX or PyTorch run stays without TensorFlow."""
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "memory_gib": _memory_gib(),
+        "accelerators": _accelerators(),
         "os": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "tensorflow": tf.__version__,
-        "tf_keras": keras.__version__,
-        "tfmot": tfmot.__version__,
+        "tensorflow": _version("tensorflow"),
+        "tf_keras": _version("tf_keras"),
+        "tfmot": _version("tensorflow-model-optimization"),
+        "keras": _version("keras"),
+        "jax": _version("jax"),
+        "torch": _version("torch"),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
@@ -99,9 +119,6 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
 
 def write(directory: str, name: str, report: dict[str, Any], table: str) -> None:
     """Writes `<name>.json` (the report) and `<name>.md` (the table) into `directory`."""
-    # Imported here: rundir imports TensorFlow, which a benchmark's JAX or PyTorch child process must not.
-    from imp_keras import rundir
-
     rundir.write_json(os.path.join(directory, f"{name}.json"), report, allow_nan=False)
     with open(os.path.join(directory, f"{name}.md"), "w") as f:
         f.write(table + "\n")

@@ -1,5 +1,6 @@
 """Where training runs: the tf.distribute strategy of a run, which worker is the chief, and how
-every worker takes part in a save that only the chief keeps."""
+every worker takes part in a save that only the chief keeps. TensorFlow is imported by
+`make_strategy` only: a Keras 3 run on JAX or PyTorch has no strategy (None), and is its own chief."""
 
 import contextlib
 import json
@@ -7,23 +8,26 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-
-import tensorflow as tf
+from typing import Any
 
 from imp_keras import files
 
 __all__ = ["STRATEGIES", "chief_directory", "is_chief", "make_strategy", "save_model"]
 
-STRATEGIES = ("none", "mirrored", "multi_worker")
+# tf.distribute strategies (tf_keras), and Keras 3's keras.distribution.DataParallel over every local
+# device (JAX; made by imp_keras.train_keras3).
+STRATEGIES = ("none", "mirrored", "multi_worker", "data_parallel")
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+def make_strategy(name: str) -> Any:
     """The strategy for `config.distribution`.
 
     `none` is the default strategy (one device), `mirrored` replicates over every local GPU (or,
     without GPUs, every logical CPU device), `multi_worker` reads the
     cluster from the `TF_CONFIG` environment variable.
     """
+    import tensorflow as tf  # only tf.distribute needs it
+
     if name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -42,12 +46,12 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         except json.JSONDecodeError as e:
             raise ValueError(f"TF_CONFIG is not valid JSON ({e}). Received: TF_CONFIG={os.environ['TF_CONFIG']!r}") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"`distribution` must be one of {STRATEGIES}. Received: distribution={name!r}")
+    raise ValueError(f"`distribution` must be one of {STRATEGIES[:3]} for tf_keras. Received: distribution={name!r}")
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True on the worker that writes the run's files: the only one, the `chief`, or worker 0 of a
-    cluster without a chief."""
+def is_chief(strategy: Any) -> bool:
+    """True on the worker that writes the run's files: the only one (also with no strategy, None),
+    the `chief`, or worker 0 of a cluster without a chief."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True
@@ -57,7 +61,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 @contextlib.contextmanager
-def chief_directory(directory: str, strategy: tf.distribute.Strategy) -> Iterator[str]:
+def chief_directory(directory: str, strategy: Any) -> Iterator[str]:
     """`directory` on the chief, a scratch directory removed afterwards on every other worker.
 
     Saving a distributed model takes collective ops that must run on all workers, so every

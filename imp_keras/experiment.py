@@ -2,6 +2,11 @@
 Plan, learning-rate schedule and optimizer it describes. Durations are given in epochs in the
 config and become optimizer steps here, in one place.
 
+Importing this module (as every config file does) imports neither Keras nor TensorFlow: the
+Keras of a run is its config's `keras` and `backend` fields, imported only by the functions that
+build something (`method`, `make_optimizer`, `add_weight_decay`, `load_data`) and by `validate` for
+the export formats, after `imp_keras.runtime.use` chose it.
+
 A config file defines `get_config(arg=None)` and builds on `base_config()`:
 
     def get_config(arg=None):
@@ -13,24 +18,23 @@ A config file defines `get_config(arg=None)` and builds on `base_config()`:
 
 import dataclasses
 import difflib
+import importlib
 import numbers
+import types
 from typing import Any
 
 import ml_collections
-import tensorflow as tf
 
-from imp_keras import distribution
-from imp_keras.tf_keras._keras import keras
-from imp_keras import data as data_lib
-from imp_keras.data import DATASETS, INPUT_SHAPES, SOURCES, validation_count
-from imp_keras.export.tf_keras import FORMATS
-from imp_keras.models import MIN_IMAGE_SIDE, MODELS, check_arguments
+from imp_keras import distribution, runtime
 from imp_keras.core.plan import Plan
-from imp_keras.tf_keras.schedules import KINDS, RetrainSchedule
+from imp_keras.core.schedule import KINDS
 from imp_keras.core.selection import CRITERIA
+from imp_keras.datasets import DATASETS, INPUT_SHAPES, SOURCES, validation_count
+from imp_keras.models import MIN_IMAGE_SIDE, MODELS, check_arguments
 
 __all__ = [
     "DECAYS",
+    "EXPORT_PRESETS",
     "METHODS",
     "OPTIMIZERS",
     "VARIANTS",
@@ -39,6 +43,9 @@ __all__ = [
     "base_schedule",
     "cifar_config",
     "add_weight_decay",
+    "export_formats",
+    "keras_of",
+    "load_data",
     "make_optimizer",
     "method",
     "validate",
@@ -49,7 +56,12 @@ METHODS = ("imp", "bimp", "dense")
 DECAYS = ("step", "linear", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 VARIANTS = ("quick",)
+# Names `export_formats` may hold instead of formats, resolved by the run's Keras and backend
+# (`export_formats`): every format it can write, or a few quick ones.
+EXPORT_PRESETS = ("all", "light")
 _TUNABLE = ("constant", "linear", "cosine")
+# Formats of the Keras 3 exporter that need TensorFlow on a backend that does not: never chosen by a preset.
+_NEEDS_TENSORFLOW = ("tf_saved_model",)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -71,8 +83,11 @@ def base_config() -> ml_collections.ConfigDict:
     """
     config = ml_collections.ConfigDict()
     config.name = "experiment"
+    # tf_keras (Keras 2 with tfmot, on TensorFlow) or keras3 (Keras 3 on `backend`: tensorflow, jax or torch).
+    config.keras = "tf_keras"
+    config.backend = "tensorflow"
     config.seed = 0
-    config.deterministic = False  # tf.config.experimental.enable_op_determinism(): bit-identical resumes
+    config.deterministic = False  # deterministic ops (TensorFlow's op determinism, torch's algorithms): bit-identical resumes
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "mnist"
@@ -118,9 +133,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.mixed_precision = False
     config.xla = False
 
-    # Deployable files at the end of the run (imp_keras.tf_keras.export): every format, full-integer ones
-    # calibrated on the first `export_samples` evaluation images; () to skip.
-    config.export_formats = FORMATS
+    # Deployable files at the end of the run (imp_keras.export): format names of the run's Keras, or a
+    # preset of EXPORT_PRESETS: "all" every format it can write on its backend without TensorFlow
+    # where the backend needs none (tf_keras: all nine, full-integer ones calibrated on the first
+    # `export_samples` evaluation images), "light" a quick few; () to skip.
+    config.export_formats = ("all",)
     config.export_samples = 256
     config.export_latency_runs = 100
     return config
@@ -158,7 +175,7 @@ def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collection
     config.export_latency_runs = 2
     if config.data.name in ("mnist", "fashion_mnist"):
         config.data.max_examples = 1024
-        config.export_formats = ("keras", "tflite_float_sparse", "tflite_int8_full")
+        config.export_formats = ("light",)
     else:
         config.data.source = "synthetic"
         config.data.synthetic_examples = 32
@@ -231,7 +248,9 @@ def _check_fields(config: Any, expected: ml_collections.ConfigDict, prefix: str 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks that `config` has exactly the fields of `base_config()`, each field's type and range,
     and the fields' consistency; raises a `ValueError` naming the (dotted) field and the value
-    received (a `TypeError` if `config` is no ConfigDict). Run before anything is built or trained."""
+    received (a `TypeError` if `config` is no ConfigDict). Run before anything is built or trained.
+    It makes the config's Keras this process's Keras (`runtime.use`, to check the export formats
+    against its exporter): Keras 3's backend is fixed when Keras is first imported."""
     if not isinstance(config, ml_collections.ConfigDict):
         raise TypeError(
             f"`config` must be an ml_collections.ConfigDict (see base_config). Received: config of type {type(config).__name__}"
@@ -239,6 +258,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_fields(config, base_config())
     if not isinstance(config.name, str) or not config.name.strip():
         _fail("name", "a non-empty string", config.name)
+    _check_choice("keras", config.keras, runtime.FLAVOURS)
+    _check_choice("backend", config.backend, runtime.BACKENDS)
+    problem = runtime.backend_problem(config.keras, config.backend)
+    if problem:
+        _fail("backend", problem, config.backend)
     _check_int("seed", config.seed, 0, 2**32 - 1)  # NumPy's seeds are 32-bit
     _check_bool("deterministic", config.deterministic)
 
@@ -293,13 +317,46 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_choice("distribution", config.distribution, distribution.STRATEGIES)
     _check_bool("mixed_precision", config.mixed_precision)
     _check_bool("xla", config.xla)
-    formats = _check_list("export_formats", config.export_formats, f"distinct formats among {FORMATS} (or empty)", str)
-    if any(f not in FORMATS for f in formats) or len(set(formats)) != len(formats):
-        _fail("export_formats", f"distinct formats among {FORMATS} (or empty)", config.export_formats)
+    _check_export_formats(config)
     _check_int("export_samples", config.export_samples, 1)
     _check_int("export_latency_runs", config.export_latency_runs, 0)
 
     _check_consistency(config)
+
+
+def _exporter(config: ml_collections.ConfigDict) -> types.ModuleType:
+    """The exporter of the config's Keras, which it imports (after `runtime.use` chose it)."""
+    runtime.use(config.keras, config.backend)
+    return importlib.import_module(f"imp_keras.export.{config.keras}")
+
+
+def _check_export_formats(config: ml_collections.ConfigDict) -> None:
+    known = _exporter(config).FORMATS
+    expected = f"distinct formats of keras={config.keras!r} among {known}, or one of {EXPORT_PRESETS} alone, or empty"
+    formats = _check_list("export_formats", config.export_formats, expected, str)
+    presets = [f for f in formats if f in EXPORT_PRESETS]
+    if any(f not in known + EXPORT_PRESETS for f in formats) or len(set(formats)) != len(formats) or (presets and len(formats) > 1):
+        _fail("export_formats", expected, config.export_formats)
+    if config.keras == "keras3" and not presets:
+        refused = [f"{f}: {why}" for f in formats if (why := _exporter(config).refusal(f, config.backend))]
+        if refused:
+            _fail("export_formats", f"formats keras3 can write on backend={config.backend!r} ({'; '.join(refused)})", config.export_formats)
+
+
+def export_formats(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The formats the run of `config` exports, its presets resolved: "all" is every format of
+    tf_keras, or every format Keras 3 can write on the backend with the packages installed (on JAX
+    and PyTorch without those needing TensorFlow); "light" is a quick few (tf_keras: `keras`,
+    `tflite_float_sparse`, `tflite_int8_full`; Keras 3: `keras`)."""
+    formats = tuple(config.export_formats)
+    if formats == ("all",):
+        if config.keras == "tf_keras":
+            return _exporter(config).FORMATS
+        formats = _exporter(config).default_formats(config.backend)
+        return tuple(f for f in formats if config.backend == "tensorflow" or f not in _NEEDS_TENSORFLOW)
+    if formats == ("light",):
+        return ("keras", "tflite_float_sparse", "tflite_int8_full") if config.keras == "tf_keras" else ("keras",)
+    return formats
 
 
 def _check_consistency(config: ml_collections.ConfigDict) -> None:
@@ -315,6 +372,14 @@ def _check_consistency(config: ml_collections.ConfigDict) -> None:
         sources.append(f"`data.max_examples`={data.max_examples}")
     if train is not None and config.batch_size > train:
         _fail("batch_size", f"at most the {train} training examples ({', '.join(sources)})", config.batch_size)
+    if config.backend != "tensorflow" and (data.source == "tfds" or data.name == "imagenet2012"):
+        what = "data.source='tfds'" if data.source == "tfds" else "data.name='imagenet2012' (JPEG decoding)"
+        _fail("backend", f"'tensorflow' for {what}: the NumPy pipeline of the other backends reads files and synthetic data", config.backend)
+    if config.keras == "keras3" and config.distribution not in ("none", "data_parallel"):
+        _fail("distribution", "'none' or 'data_parallel' with keras='keras3' (tf.distribute strategies run tf_keras models)", config.distribution)
+    if config.distribution == "data_parallel" and (config.keras, config.backend) != ("keras3", "jax"):
+        _fail("distribution", f"one of {distribution.STRATEGIES[:3]} with keras={config.keras!r} and backend={config.backend!r} "
+              "('data_parallel' is keras.distribution's, run here with keras='keras3' on jax)", config.distribution)
     if config.retrain_kind in _TUNABLE and config.method == "imp" and not config.retrain_lr > 0:
         _fail("retrain_lr", f"> 0 for the tunable retrain_kind={config.retrain_kind!r}", config.retrain_lr)
     if config.block_size and config.selection != "global":
@@ -339,9 +404,17 @@ def _retrain_epochs(config: ml_collections.ConfigDict) -> tuple[int, ...]:
     return (config.retrain_epochs,) * config.cycles
 
 
-def load_data(config: ml_collections.ConfigDict) -> data_lib.Data:
-    """The data of `config.data`, split and shuffled with `config.seed`."""
-    return data_lib.load(
+def keras_of(config: ml_collections.ConfigDict) -> types.ModuleType:
+    """The adapter of the config's Keras (`imp_keras.tf_keras` or `imp_keras.keras3`, its `keras`
+    that Keras), after `runtime.use` made it this process's Keras."""
+    return runtime.use(config.keras, config.backend)
+
+
+def load_data(config: ml_collections.ConfigDict) -> Any:
+    """The data of `config.data`, split and shuffled with `config.seed`: tf.data pipelines
+    (`imp_keras.data.Data`) on TensorFlow, NumPy batches (`imp_keras.numpy_data.Data`) on JAX and PyTorch."""
+    pipeline = "data" if config.backend == "tensorflow" else "numpy_data"
+    return importlib.import_module(f"imp_keras.{pipeline}").load(
         config.data.name, config.data.source, config.data.data_dir or None,
         validation_split=config.data.validation_split, seed=config.seed, augment=config.data.augment,
         synthetic_examples=config.data.synthetic_examples, max_examples=config.data.max_examples,
@@ -354,37 +427,40 @@ class Method:
 
     plan: the Plan of this run's own epochs (`pretrain_epochs=0` when the dense model comes from
       `dense_workdir`); None for a dense run.
-    schedule: the learning rate of every optimizer step of this run.
+    schedule: the learning rate of every optimizer step of this run (a `LearningRateSchedule` of the
+      config's Keras).
     dense_epochs: epochs of the dense training, this run's or the reused one's.
     epochs: epochs this run trains.
     """
 
     plan: Plan | None
-    schedule: keras.optimizers.schedules.LearningRateSchedule
+    schedule: Any
     dense_epochs: int
     epochs: int
     steps_per_epoch: int
 
 
-def base_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
-    """The dense training's schedule over `config.pretrain_epochs` epochs."""
+def base_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Any:
+    """The dense training's schedule over `config.pretrain_epochs` epochs, in the config's Keras."""
+    schedules = keras_of(config).keras.optimizers.schedules
     steps = config.pretrain_epochs * steps_per_epoch
     initial = float(config.lr.initial)
     if config.lr.decay == "step":
         # PiecewiseConstantDecay switches after a boundary: the new rate starts at step round(f * steps).
         boundaries = [max(round(fraction * steps) - 1, 0) for fraction in config.lr.step_at]
         values = [initial * config.lr.step_factor**i for i in range(len(boundaries) + 1)]
-        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+        return schedules.PiecewiseConstantDecay(boundaries, values)
     if config.lr.decay == "linear":
-        return keras.optimizers.schedules.PolynomialDecay(initial, steps, end_learning_rate=0.0, power=1.0)
+        return schedules.PolynomialDecay(initial, steps, end_learning_rate=0.0, power=1.0)
     if config.lr.decay == "cosine":
-        return keras.optimizers.schedules.CosineDecay(initial, steps)
-    return keras.optimizers.schedules.PolynomialDecay(initial, steps, end_learning_rate=initial, power=1.0)
+        return schedules.CosineDecay(initial, steps)
+    return schedules.PolynomialDecay(initial, steps, end_learning_rate=initial, power=1.0)
 
 
 def method(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Method:
     """The plan and schedule of `config`; with `dense_workdir`, `config.pretrain_epochs` are the
     reused run's dense epochs and this run only prunes and retrains."""
+    retrain_schedule = keras_of(config).RetrainSchedule
     reuse = bool(config.dense_workdir)
     dense_epochs = config.pretrain_epochs
     if config.method == "dense":
@@ -392,11 +468,11 @@ def method(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Method:
         return Method(None, schedule, dense_epochs, dense_epochs, steps_per_epoch)
     if config.method == "bimp":
         plan = Plan.budgeted(config.goal_sparsity, config.total_epochs, dense_epochs, config.cycles, config.exact_goal)
-        schedule = RetrainSchedule.budgeted(config.lr.initial, plan, steps_per_epoch)
+        schedule = retrain_schedule.budgeted(config.lr.initial, plan, steps_per_epoch)
         return Method(plan, schedule, dense_epochs, plan.total_epochs, steps_per_epoch)
     plan = Plan(config.goal_sparsity, config.cycles, 0 if reuse else dense_epochs, _retrain_epochs(config), config.exact_goal)
     tunable = config.retrain_kind in _TUNABLE
-    schedule = RetrainSchedule(
+    schedule = retrain_schedule(
         base_schedule(config, steps_per_epoch),
         plan,
         steps_per_epoch,
@@ -407,25 +483,37 @@ def method(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Method:
     return Method(plan, schedule, dense_epochs, plan.total_epochs, steps_per_epoch)
 
 
-def make_optimizer(config: ml_collections.ConfigDict, learning_rate) -> keras.optimizers.Optimizer:
-    """The optimizer of `config.optimizer`. Weight decay is applied by `add_weight_decay` for SGD and
-    Adam, and by the optimizer itself (decoupled) for AdamW."""
+def make_optimizer(config: ml_collections.ConfigDict, learning_rate) -> Any:
+    """The optimizer of `config.optimizer`, in the config's Keras. Weight decay is applied by
+    `add_weight_decay` for SGD and Adam, and by the optimizer itself (decoupled) for AdamW."""
+    optimizers = keras_of(config).keras.optimizers
     options = config.optimizer
     if options.name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=float(options.momentum), nesterov=options.nesterov)
+        return optimizers.SGD(learning_rate, momentum=float(options.momentum), nesterov=options.nesterov)
     if options.name == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    return keras.optimizers.AdamW(learning_rate, weight_decay=float(options.weight_decay))
+        return optimizers.Adam(learning_rate)
+    return optimizers.AdamW(learning_rate, weight_decay=float(options.weight_decay))
 
 
-def add_weight_decay(model: keras.Model, config: ml_collections.ConfigDict) -> None:
+def add_weight_decay(model: Any, config: ml_collections.ConfigDict) -> None:
     """Weight decay for SGD and Adam as in the paper's PyTorch code: weight_decay * w added to every
-    gradient, so it passes through momentum (tf_keras' own `weight_decay` is decoupled, w -= lr *
-    wd * w, about 1 / (1 - momentum) times weaker under momentum). Done as the loss term
-    weight_decay / 2 * ||w||^2 over every trainable variable; pruned weights stay 0.0 (their term
-    and gradient are 0). Call before `compile`; AdamW decays in the optimizer instead."""
+    gradient, so it passes through momentum (Keras' own `weight_decay` is decoupled, w -= lr * wd *
+    w, about 1 / (1 - momentum) times weaker under momentum). Done as the loss term weight_decay / 2
+    * ||w||^2 over every trainable variable; pruned weights stay 0.0 (their term and gradient are 0).
+    Call before `compile`; AdamW decays in the optimizer instead.
+
+    tf_keras: one loss added to the model. Keras 3: an L2 regularizer on every trainable variable,
+    which Keras evaluates inside the compiled step on every backend (on JAX a loss closure over the
+    variables would see their values at tracing time)."""
     weight_decay = float(config.optimizer.weight_decay)
     if not weight_decay or config.optimizer.name == "adamw":
         return
     variables = model.trainable_weights
+    if config.keras == "keras3":
+        regularizer = keras_of(config).keras.regularizers.L2(weight_decay / 2)
+        for variable in variables:
+            variable.regularizer = regularizer
+        return
+    import tensorflow as tf  # the tf_keras flavour runs on TensorFlow
+
     model.add_loss(lambda: (weight_decay / 2) * tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables]))

@@ -1,6 +1,8 @@
-"""Reference architectures of the paper's experiments, as plain tf_keras models.
+"""Reference architectures of the paper's experiments, written once for tf_keras and Keras 3.
 
-Every builder returns a Sequential or Functional model (so `prunable` can clone it) whose output is
+Every builder takes the Keras to build with as `keras`: the `tf_keras` module (the default) or
+Keras 3's `keras` (any backend); both have the layers used here, with the same parameters. Every
+builder returns a Sequential or Functional model (so `prunable` can clone it) whose output is
 logits: no softmax, no kernel regularizers (weight decay belongs to the optimizer). The last layer,
 `float32_logits`, casts the logits to float32, so that under a mixed_float16 policy the loss is
 computed in float32; under float32 it does nothing.
@@ -9,9 +11,9 @@ computed in float32; under float32 it does nothing.
 from collections.abc import Callable, Iterator, Mapping, Sequence
 import inspect
 import numbers
+import types
 from typing import Any
 
-from imp_keras.tf_keras._keras import keras
 from imp_keras.core.checks import check_int
 
 __all__ = [
@@ -29,31 +31,39 @@ __all__ = [
 
 # Models whose downsampling needs images of at least this height and width.
 MIN_IMAGE_SIDE = {"vgg16_bn": 32, "resnet50": 32}
+# Arguments every builder takes that are not the architecture's own.
+_COMMON = ("input_shape", "classes", "keras")
 
 
-def _float32_logits() -> keras.layers.Layer:
+def _namespace(keras: types.ModuleType | None) -> types.ModuleType:
+    if keras is None:
+        from imp_keras.tf_keras._keras import keras  # the default: imported only when used
+    return keras
+
+
+def _float32_logits(keras):
     return keras.layers.Activation("linear", dtype="float32", name="float32_logits")
 
 
-def _logits(features, classes: int, kernel_initializer: str = "he_normal"):
+def _logits(keras, features, classes: int, kernel_initializer: str = "he_normal"):
     logits = keras.layers.Dense(classes, kernel_initializer=kernel_initializer, name="logits")(features)
-    return _float32_logits()(logits)
+    return _float32_logits(keras)(logits)
 
 
-def _conv(filters: int, kernel_size: int, strides: int, name: str) -> keras.layers.Conv2D:
+def _conv(keras, filters: int, kernel_size: int, strides: int, name: str):
     """A bias-free convolution: the BatchNormalization after it has its own offset."""
     return keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding="same", use_bias=False, kernel_initializer="he_normal", name=name
     )
 
 
-def _batch_norm(name: str) -> keras.layers.BatchNormalization:
+def _batch_norm(keras, name: str):
     # PyTorch's BatchNorm defaults, as in the PyTorch implementations these CIFAR networks are usually trained with.
     return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
 
 
-def _bn_relu(x, prefix: str, suffix: str = ""):
-    return keras.layers.ReLU(name=f"{prefix}_relu{suffix}")(_batch_norm(f"{prefix}_bn{suffix}")(x))
+def _bn_relu(keras, x, prefix: str, suffix: str = ""):
+    return keras.layers.ReLU(name=f"{prefix}_relu{suffix}")(_batch_norm(keras, f"{prefix}_bn{suffix}")(x))
 
 
 def _blocks_per_stage(depth: Any, extra_layers: int, argument: str = "depth") -> int:
@@ -95,7 +105,7 @@ def _stages(blocks: int, widths: Sequence[int]) -> Iterator[tuple[str, int, int]
             yield f"stage{stage}_block{block}", filters, 2 if block == 1 and stage > 1 else 1
 
 
-def lenet_300_100(input_shape: tuple[int, ...] = (28, 28), classes: int = 10) -> keras.Model:
+def lenet_300_100(input_shape: tuple[int, ...] = (28, 28), classes: int = 10, *, keras: types.ModuleType | None = None) -> Any:
     """LeNet-300-100 (LeCun et al., 1998): two hidden Dense layers of 300 and 100 ReLU units.
 
     Returns logits; 266,200 kernel weights (235,200 + 30,000 + 1,000) on 28x28 inputs.
@@ -105,6 +115,7 @@ def lenet_300_100(input_shape: tuple[int, ...] = (28, 28), classes: int = 10) ->
       classes: number of logits.
     """
     classes = check_int("classes", classes, 1)
+    keras = _namespace(keras)
     return keras.Sequential(
         [
             keras.Input(input_shape),
@@ -112,15 +123,20 @@ def lenet_300_100(input_shape: tuple[int, ...] = (28, 28), classes: int = 10) ->
             keras.layers.Dense(300, activation="relu", name="fc1"),
             keras.layers.Dense(100, activation="relu", name="fc2"),
             keras.layers.Dense(classes, name="logits"),
-            _float32_logits(),
+            _float32_logits(keras),
         ],
         name="lenet_300_100",
     )
 
 
 def conv_net(
-    depth: int = 4, input_shape: tuple[int, ...] = (28, 28, 1), classes: int = 10, filters: int = 64
-) -> keras.Model:
+    depth: int = 4,
+    input_shape: tuple[int, ...] = (28, 28, 1),
+    classes: int = 10,
+    filters: int = 64,
+    *,
+    keras: types.ModuleType | None = None,
+) -> Any:
     """Conv-2/4/6 (Frankle & Carbin, The Lottery Ticket Hypothesis, ICLR 2019).
 
     depth/2 blocks of two 3x3 ReLU convolutions (64, 64 / 128, 128 / 256, 256 filters), each block
@@ -136,6 +152,7 @@ def conv_net(
     """
     depth = _check_conv_depth(depth)
     classes = check_int("classes", classes, 1)
+    keras = _namespace(keras)
     filters = check_int("filters", filters, 1)
     inputs = keras.Input(input_shape)
     x = inputs
@@ -149,10 +166,10 @@ def conv_net(
     x = keras.layers.Flatten(name="flatten")(x)
     for i in (1, 2):
         x = keras.layers.Dense(256, activation="relu", kernel_initializer="glorot_normal", name=f"fc{i}")(x)
-    return keras.Model(inputs, _logits(x, classes, "glorot_normal"), name=f"conv{depth}")
+    return keras.Model(inputs, _logits(keras, x, classes, "glorot_normal"), name=f"conv{depth}")
 
 
-def _option_a_shortcut(x, filters: int, prefix: str):
+def _option_a_shortcut(keras, x, filters: int, prefix: str):
     """He et al.'s parameter-free shortcut: x[:, ::2, ::2, :] with zero channels appended."""
     x = keras.layers.MaxPool2D(pool_size=1, strides=2, name=f"{prefix}_shortcut_subsample")(x)
     # With channels_first, ZeroPadding2D pads the last two axes: the width (by nothing) and the channels.
@@ -161,7 +178,9 @@ def _option_a_shortcut(x, filters: int, prefix: str):
     )(x)
 
 
-def resnet_cifar(depth: int = 20, input_shape: tuple[int, ...] = (32, 32, 3), classes: int = 10) -> keras.Model:
+def resnet_cifar(
+    depth: int = 20, input_shape: tuple[int, ...] = (32, 32, 3), classes: int = 10, *, keras: types.ModuleType | None = None
+) -> Any:
     """CIFAR ResNet-(6n+2) (He et al., Deep Residual Learning for Image Recognition, CVPR 2016, §4.2).
 
     A 3x3 convolution of 16 filters, then three stages of n basic blocks of 16, 32 and 64 filters,
@@ -176,16 +195,17 @@ def resnet_cifar(depth: int = 20, input_shape: tuple[int, ...] = (32, 32, 3), cl
     """
     blocks = _blocks_per_stage(depth, 2)
     classes = check_int("classes", classes, 1)
+    keras = _namespace(keras)
     inputs = keras.Input(input_shape)
-    x = _bn_relu(_conv(16, 3, 1, "stem_conv")(inputs), "stem")
+    x = _bn_relu(keras, _conv(keras, 16, 3, 1, "stem_conv")(inputs), "stem")
     for prefix, filters, strides in _stages(blocks, (16, 32, 64)):
-        shortcut = x if strides == 1 else _option_a_shortcut(x, filters, prefix)
-        y = _bn_relu(_conv(filters, 3, strides, f"{prefix}_conv1")(x), prefix, "1")
-        y = _conv(filters, 3, 1, f"{prefix}_conv2")(y)
-        y = _batch_norm(f"{prefix}_bn2")(y)
+        shortcut = x if strides == 1 else _option_a_shortcut(keras, x, filters, prefix)
+        y = _bn_relu(keras, _conv(keras, filters, 3, strides, f"{prefix}_conv1")(x), prefix, "1")
+        y = _conv(keras, filters, 3, 1, f"{prefix}_conv2")(y)
+        y = _batch_norm(keras, f"{prefix}_bn2")(y)
         x = keras.layers.ReLU(name=f"{prefix}_relu2")(keras.layers.Add(name=f"{prefix}_add")([y, shortcut]))
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, _logits(x, classes), name=f"resnet{depth}")
+    return keras.Model(inputs, _logits(keras, x, classes), name=f"resnet{depth}")
 
 
 def wide_resnet(
@@ -194,7 +214,9 @@ def wide_resnet(
     input_shape: tuple[int, ...] = (32, 32, 3),
     classes: int = 100,
     dropout: float = 0.0,
-) -> keras.Model:
+    *,
+    keras: types.ModuleType | None = None,
+) -> Any:
     """Pre-activation WRN-depth-width (Zagoruyko & Komodakis, Wide Residual Networks, BMVC 2016).
 
     A 3x3 convolution of 16 filters, then three stages of (depth-4)/6 pre-activation blocks
@@ -212,25 +234,26 @@ def wide_resnet(
     blocks = _blocks_per_stage(depth, 4)
     width = check_int("width", width, 1)
     classes = check_int("classes", classes, 1)
+    keras = _namespace(keras)
     dropout = _check_dropout(dropout)
     inputs = keras.Input(input_shape)
-    x = _conv(16, 3, 1, "stem_conv")(inputs)
+    x = _conv(keras, 16, 3, 1, "stem_conv")(inputs)
     for prefix, filters, strides in _stages(blocks, (16 * width, 32 * width, 64 * width)):
-        activated = _bn_relu(x, prefix, "1")
+        activated = _bn_relu(keras, x, prefix, "1")
         if strides == 1 and x.shape[-1] == filters:
             shortcut = x
         else:
-            shortcut = _conv(filters, 1, strides, f"{prefix}_shortcut_conv")(activated)
-        y = _bn_relu(_conv(filters, 3, strides, f"{prefix}_conv1")(activated), prefix, "2")
+            shortcut = _conv(keras, filters, 1, strides, f"{prefix}_shortcut_conv")(activated)
+        y = _bn_relu(keras, _conv(keras, filters, 3, strides, f"{prefix}_conv1")(activated), prefix, "2")
         if dropout:
             y = keras.layers.Dropout(dropout, name=f"{prefix}_dropout")(y)
-        y = _conv(filters, 3, 1, f"{prefix}_conv2")(y)
+        y = _conv(keras, filters, 3, 1, f"{prefix}_conv2")(y)
         x = keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(_bn_relu(x, "final"))
-    return keras.Model(inputs, _logits(x, classes), name=f"wrn_{depth}_{width}")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(_bn_relu(keras, x, "final"))
+    return keras.Model(inputs, _logits(keras, x, classes), name=f"wrn_{depth}_{width}")
 
 
-def vgg16_bn(input_shape: tuple[int, ...] = (32, 32, 3), classes: int = 10) -> keras.Model:
+def vgg16_bn(input_shape: tuple[int, ...] = (32, 32, 3), classes: int = 10, *, keras: types.ModuleType | None = None) -> Any:
     """VGG-16 with BatchNorm for CIFAR (Simonyan & Zisserman, ICLR 2015; BatchNorm after every
     convolution as in the CIFAR variants of pruning papers).
 
@@ -243,18 +266,19 @@ def vgg16_bn(input_shape: tuple[int, ...] = (32, 32, 3), classes: int = 10) -> k
       classes: number of logits.
     """
     classes = check_int("classes", classes, 1)
+    keras = _namespace(keras)
     _check_image_side(input_shape, "vgg16_bn")
     inputs = keras.Input(input_shape)
     x = inputs
     for block, (filters, convs) in enumerate(((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)), start=1):
         for i in range(1, convs + 1):
-            x = _bn_relu(_conv(filters, 3, 1, f"block{block}_conv{i}")(x), f"block{block}", str(i))
+            x = _bn_relu(keras, _conv(keras, filters, 3, 1, f"block{block}_conv{i}")(x), f"block{block}", str(i))
         x = keras.layers.MaxPool2D(2, name=f"block{block}_pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    return keras.Model(inputs, _logits(x, classes), name="vgg16_bn")
+    return keras.Model(inputs, _logits(keras, x, classes), name="vgg16_bn")
 
 
-def resnet50(input_shape: tuple[int, ...] = (224, 224, 3), classes: int = 1000) -> keras.Model:
+def resnet50(input_shape: tuple[int, ...] = (224, 224, 3), classes: int = 1000, *, keras: types.ModuleType | None = None) -> Any:
     """ResNet-50 (He et al., CVPR 2016) as `keras.applications.ResNet50`, randomly initialised.
 
     Args:
@@ -262,12 +286,13 @@ def resnet50(input_shape: tuple[int, ...] = (224, 224, 3), classes: int = 1000) 
       classes: number of logits.
     """
     classes = check_int("classes", classes, 1)
+    keras = _namespace(keras)
     _check_image_side(input_shape, "resnet50")
     base = keras.applications.ResNet50(weights=None, input_shape=input_shape, classes=classes, classifier_activation=None)
-    return keras.Model(base.inputs, _float32_logits()(base.outputs[0]), name="resnet50")
+    return keras.Model(base.inputs, _float32_logits(keras)(base.outputs[0]), name="resnet50")
 
 
-MODELS: dict[str, Callable[..., keras.Model]] = {
+MODELS: dict[str, Callable[..., Any]] = {
     "lenet_300_100": lenet_300_100,
     "conv_net": conv_net,
     "resnet_cifar": resnet_cifar,
@@ -298,7 +323,7 @@ def check_arguments(name: str, kwargs: Mapping[str, Any], prefix: str = "") -> N
       kwargs: the builder's arguments other than `input_shape` and `classes`.
       prefix: how the caller's messages name the arguments, e.g. "model.kwargs." in a config.
     """
-    accepted = [p for p in inspect.signature(MODELS[name]).parameters if p not in ("input_shape", "classes")]
+    accepted = [p for p in inspect.signature(MODELS[name]).parameters if p not in _COMMON]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         where = f"`{prefix[:-1]}`: " if prefix else ""
@@ -310,13 +335,14 @@ def check_arguments(name: str, kwargs: Mapping[str, Any], prefix: str = "") -> N
         _ARGUMENT_CHECKS[name][key](value, prefix + key)
 
 
-def build(name: str, input_shape: tuple[int, ...], classes: int, **kwargs: Any) -> keras.Model:
+def build(name: str, input_shape: tuple[int, ...], classes: int, *, keras: types.ModuleType | None = None, **kwargs: Any) -> Any:
     """Builds the model `name` of `MODELS`.
 
     Args:
       name: a key of `MODELS`.
       input_shape: shape of one input.
       classes: number of logits.
+      keras: the Keras to build with: `tf_keras` (None, the default) or Keras 3's `keras`.
       **kwargs: the builder's other arguments, e.g. `depth=56` for "resnet_cifar".
 
     Raises:
@@ -330,4 +356,4 @@ def build(name: str, input_shape: tuple[int, ...], classes: int, **kwargs: Any) 
     if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"`name` must be one of {list(MODELS)}. Received: name={name!r}")
     check_arguments(name, kwargs)
-    return MODELS[name](input_shape=input_shape, classes=classes, **kwargs)
+    return MODELS[name](input_shape=input_shape, classes=classes, keras=keras, **kwargs)

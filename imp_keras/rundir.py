@@ -2,7 +2,8 @@
 
     config.json          the resolved config, written before anything else
     metrics.csv          one row per epoch: phase, cycle, sparsity, lr, loss, accuracy, val_loss, ...
-    tensorboard/         Keras' scalars, plus per-layer sparsity under tensorboard/sparsity
+    tensorboard/         Keras' scalars, plus per-layer sparsity under tensorboard/sparsity (tf_keras); Keras 3
+                         writes the scalars on the TensorFlow backend only
     ladder/              the stripped model at the end of every cycle (cycleNN_sparsityXX.XX.keras)
     dense.keras          the stripped model at the end of the dense training (for `dense_workdir`)
     backup/              while the run is unfinished: BackupAndRestore's checkpoint (chief/), the one of
@@ -13,6 +14,10 @@
 
 Only the chief writes; every row of metrics.csv is keyed by its epoch, so a resumed run rewrites
 the rows of the epochs it repeats instead of adding duplicates.
+
+The callbacks that write them are written once, as mixins without a Keras: each trainer flavour
+(`imp_keras.train_tf_keras`, `imp_keras.train_keras3`) puts them on its Keras' `Callback` and
+names the adapter module they use as `masking`.
 """
 
 import csv
@@ -22,21 +27,18 @@ import time
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from imp_keras import distribution, files
-from imp_keras.tf_keras import masking
-from imp_keras.tf_keras._keras import keras
-from imp_keras.tf_keras.report import sparsity_report
+from imp_keras.core.pruning import PHASE_PRETRAIN
 
 __all__ = [
     "CONFIG",
     "DENSE_MODEL",
     "METRICS",
     "RESULTS",
-    "DenseSnapshot",
-    "LayerSparsityLogger",
-    "MetricsLogger",
+    "DenseLogging",
+    "DenseSnapshotting",
+    "MetricsLogging",
     "read_json",
     "read_metrics",
     "write_json",
@@ -113,25 +115,32 @@ def read_metrics(path: str) -> list[dict[str, float]]:
     return sorted(rows, key=lambda row: row["epoch"])
 
 
-class MetricsLogger(keras.callbacks.Callback):
-    """Writes `logs` of every epoch into a CSV file keyed by epoch, with the epoch's wall time.
+def _strategy(model: Any) -> Any:
+    """The model's tf.distribute strategy; None where there is none (Keras 3 on JAX or PyTorch)."""
+    return getattr(model, "distribute_strategy", None)
+
+
+class MetricsLogging:
+    """Writes `logs` of every epoch into a CSV file keyed by epoch, with the epoch's wall time;
+    `renames` maps log keys to columns (Keras 3's `learning_rate` to `lr`).
 
     Rows of epochs at or after the one being written are dropped first, so a run resumed from a
     backup older than the last row never duplicates an epoch. Only the chief writes.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, renames: dict[str, str] | None = None):
         super().__init__()
         self.path = path
+        self.renames = dict(renames or {})
         self._started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        if not distribution.is_chief(self.model.distribute_strategy):
+        if not distribution.is_chief(_strategy(self.model)):
             return
-        values = {key: float(value) for key, value in (logs or {}).items()}
+        values = {self.renames.get(key, key): float(value) for key, value in (logs or {}).items()}
         row = _typed({"epoch": epoch, **values, "epoch_seconds": time.time() - self._started})
         rows = [r for r in read_metrics(self.path) if r["epoch"] < epoch] + [row]
         keys = set().union(*rows)
@@ -149,36 +158,20 @@ def _csv_value(value: float) -> str:
     return "" if np.isnan(value) else repr(float(value))
 
 
-class LayerSparsityLogger(keras.callbacks.Callback):
-    """Per-layer sparsity as TensorBoard scalars `sparsity/<tensor>`, every epoch."""
+class DenseLogging:
+    """Publishes what IMPCallback does (`phase`, `cycle`, `sparsity`, `lr`), for a run without pruning."""
 
-    def __init__(self, log_dir: str):
-        super().__init__()
-        self.log_dir = log_dir
-        self._writer = None
-
-    def on_train_begin(self, logs=None):
-        if distribution.is_chief(self.model.distribute_strategy):
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+    masking: Any  # the flavour's masking module
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._writer is None:
-            return
-        report = sparsity_report(self.model)
-        with self._writer.as_default(step=epoch):
-            for layer in report.layers:
-                tf.summary.scalar(f"sparsity/{layer.name}", layer.sparsity)
-            tf.summary.scalar("sparsity/global", report.sparsity)
-        self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if logs is not None:
+            logs.update(phase=PHASE_PRETRAIN, cycle=0, sparsity=0.0, lr=self.masking.last_learning_rate(self.model.optimizer))
 
 
-class DenseSnapshot(keras.callbacks.Callback):
+class DenseSnapshotting:
     """Saves the stripped model at the end of epoch `epoch` (the last dense one) to `path`."""
+
+    masking: Any  # the flavour's masking module
 
     def __init__(self, path: str, epoch: int):
         super().__init__()
@@ -188,9 +181,8 @@ class DenseSnapshot(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch != self.epoch:
             return
-        strategy = self.model.distribute_strategy
         directory, name = os.path.split(self.path)
-        with distribution.chief_directory(directory, strategy) as target:
-            holders = masking.masked_weights(self.model)
-            model = masking.strip(self.model) if holders else self.model
+        with distribution.chief_directory(directory, _strategy(self.model)) as target:
+            holders = self.masking.masked_weights(self.model)
+            model = self.masking.strip(self.model) if holders else self.model
             distribution.save_model(model, os.path.join(target, name))

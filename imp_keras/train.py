@@ -8,38 +8,39 @@ Re-running the same command after a crash continues from the last finished epoch
 (BackupAndRestore in `<workdir>/backup`; a damaged latest backup falls back to the one before, see
 `imp_keras.backup`); re-running a finished run does nothing and says so. A NaN or Inf stops the run
 before the faulty epoch is backed up (`imp_keras.NaNGuard`), and every cycle is verified
-(`imp_keras.tf_keras.verify`). From Python: `imp_keras.train.run(config, workdir)`. The workdir's files are
+(`imp_keras.verify`). From Python: `imp_keras.train.run(config, workdir)`. The workdir's files are
 listed in `imp_keras.rundir`.
+
+The config's `keras` field chooses the Keras: `tf_keras` (tfmot, on TensorFlow) or `keras3` on its
+`backend` (tensorflow, jax or torch), set before Keras is first imported:
+
+    python -m imp_keras.train --config=configs/mnist_lenet.py --config.keras=keras3 --config.backend=jax --workdir=runs/jax
+
+What differs per Keras is in `imp_keras.train_tf_keras` and `imp_keras.train_keras3`; on JAX and
+PyTorch no TensorFlow is imported from the config to the end of the run.
 """
 
 import contextlib
 import errno
+import importlib
 import json
 import math
 import os
 import socket
 import time
+import types
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import ml_collections
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 from ml_collections import config_flags
-from tensorflow.python.framework import config as tf_config  # disable_op_determinism has no public name
 
-from imp_keras import backup
-from imp_keras import data as data_lib
-from imp_keras import distribution, experiment, models, plots, rundir
-from imp_keras.export.tf_keras import export
-from imp_keras.tf_keras import masking
-from imp_keras.tf_keras._keras import keras, require_tf_keras
-from imp_keras.tf_keras.callback import PHASE_PRETRAIN, IMPCallback, rung_cycle
-from imp_keras.tf_keras.guard import NaNGuard, NonFiniteError
-from imp_keras.tf_keras.report import sparsity_report
-from imp_keras.tf_keras.schedules import RetrainSchedule, learning_rates
-from imp_keras.tf_keras.verify import InvariantError
+from imp_keras import backup, distribution, experiment, files, models, plots, rundir
+from imp_keras.core.faults import NonFiniteError
+from imp_keras.core.pruning import rung_cycle
+from imp_keras.core.rules import InvariantError
 
 __all__ = ["run"]
 
@@ -90,8 +91,21 @@ def _locked(workdir: str) -> Iterator[None]:
             os.remove(path)
 
 
-def _record_config(workdir: str, config: dict[str, Any], chief: bool, verbose: int) -> None:
+def _as_written_now(recorded: dict[str, Any], config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """A config.json written before the `keras` and `backend` fields and the export presets existed,
+    as this version writes the same experiment: tf_keras on TensorFlow, and a list of formats that
+    the config's preset resolves to as that preset."""
+    if not isinstance(recorded, dict):
+        return recorded
+    recorded = {"keras": "tf_keras", "backend": "tensorflow", **recorded}
+    if recorded.get("export_formats") == list(experiment.export_formats(config)):
+        recorded["export_formats"] = list(config.export_formats)
+    return recorded
+
+
+def _record_config(workdir: str, config: ml_collections.ConfigDict, chief: bool, verbose: int) -> None:
     path = os.path.join(workdir, rundir.CONFIG)
+    resolved = rundir.config_dict(config)
     if os.path.exists(path):
         recorded = rundir.read_json(
             path,
@@ -99,9 +113,10 @@ def _record_config(workdir: str, config: dict[str, Any], chief: bool, verbose: i
             "certainly the same experiment, delete the file and re-run (it is written again from the config); "
             "otherwise start in a new workdir.",
         )
-        if recorded == config:
+        recorded = _as_written_now(recorded, config)
+        if recorded == resolved:
             return
-        differences = ", ".join(_differences(recorded, config))
+        differences = ", ".join(_differences(recorded, resolved))
         if any(os.path.exists(os.path.join(workdir, name)) for name in _PROGRESS):
             raise ValueError(
                 f"The workdir {workdir} holds a run with another config ({path}); differing fields: "
@@ -110,7 +125,7 @@ def _record_config(workdir: str, config: dict[str, Any], chief: bool, verbose: i
         if verbose:
             print(f"imp_keras: the workdir {workdir} holds no trained epoch yet; replacing its {rundir.CONFIG} ({differences}).")
     if chief:
-        rundir.write_json(path, config)
+        rundir.write_json(path, resolved)
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -202,18 +217,16 @@ def _stopped(workdir: str, backup_dir: str, error: Exception, advice: str) -> st
     )
 
 
-class _DenseLogs(keras.callbacks.Callback):
-    """What IMPCallback publishes, for a run without pruning."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs.update(phase=PHASE_PRETRAIN, cycle=0, sparsity=0.0, lr=masking.last_learning_rate(self.model.optimizer))
+def _flavour(config: ml_collections.ConfigDict) -> types.ModuleType:
+    """`imp_keras.train_tf_keras` or `imp_keras.train_keras3`, once the config's Keras is this process's."""
+    experiment.keras_of(config)
+    return importlib.import_module(f"imp_keras.train_{config.keras}")
 
 
-def _build_model(config: ml_collections.ConfigDict, data: data_lib.Data, dense_model: str | None) -> keras.Model:
+def _build_model(config: ml_collections.ConfigDict, data: Any, dense_model: str | None, keras: types.ModuleType) -> Any:
     """The config's model; with `dense_model`, carrying that file's weights. Rebuilt rather than
     loaded, so this run's settings (e.g. its mixed-precision policy) hold, not the file's."""
-    model = models.build(config.model.name, data.input_shape, data.classes, **config.model.kwargs.to_dict())
+    model = models.build(config.model.name, data.input_shape, data.classes, keras=keras, **config.model.kwargs.to_dict())
     if dense_model:
         try:
             weights = keras.models.load_model(dense_model, safe_mode=True).get_weights()  # never runs code a file carries (Lambda)
@@ -230,10 +243,11 @@ def _summarize(
     config: ml_collections.ConfigDict,
     workdir: str,
     method: experiment.Method,
-    data: data_lib.Data,
-    model: keras.Model,
+    data: Any,
+    model: Any,
     dense_accuracy: float | None,
     wall_seconds: float,
+    sparsity_report: Any,
 ) -> dict[str, Any]:
     rows = rundir.read_metrics(os.path.join(workdir, rundir.METRICS))
     by_epoch = {row["epoch"]: row for row in rows}
@@ -294,7 +308,7 @@ def _table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plot(workdir: str, results: dict[str, Any], method: experiment.Method) -> None:
+def _plot(workdir: str, results: dict[str, Any], method: experiment.Method, learning_rates: Any) -> None:
     title = f"{results['name']} ({results['dataset']}, {results['model']})"
     if results["cycles"]:
         plots.plot_accuracy_vs_sparsity(
@@ -314,7 +328,7 @@ def run(
     config: ml_collections.ConfigDict,
     workdir: str | os.PathLike,
     *,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
+    callbacks: Sequence[Any] = (),
     verbose: int = 1,
 ) -> dict[str, Any] | None:
     """Trains the experiment `config` into `workdir` (created if needed) and returns its results.
@@ -326,15 +340,15 @@ def run(
     Args:
       config: an experiment config (see `imp_keras.experiment.base_config`).
       workdir: the run's folder.
-      callbacks: more Keras callbacks for `fit` (e.g. in tests and notebooks).
+      callbacks: more callbacks for `fit`, of the config's Keras (e.g. in tests and notebooks).
       verbose: 1 for Keras progress bars and the summary, 2 for one line per epoch, 0 silent.
 
     Returns:
       The contents of `results.json` (None on workers other than the chief, which writes no files).
 
     Raises:
-      ValueError: a config field is invalid (named in the message), or the workdir holds another
-        experiment.
+      ValueError: a config field is invalid (named in the message), the workdir holds another
+        experiment, or Keras 3 already runs on another backend than the config's in this process.
       RuntimeError: the workdir is in use by another run (its lock file is named); or, on a worker of
         a multi-worker cluster, another worker stopped (refusing the workdir, for one).
       imp_keras.backup.BackupError: the backups are damaged beyond the previous one, or missing
@@ -347,23 +361,22 @@ def run(
         raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
     if not isinstance(workdir, (str, os.PathLike)) or not os.fspath(workdir):
         raise TypeError(f"`workdir` must be a path. Received: workdir={workdir!r}")
-    if isinstance(callbacks, keras.callbacks.Callback) or not isinstance(callbacks, Sequence):
+    if not isinstance(callbacks, Sequence) or isinstance(callbacks, str):
         raise TypeError(f"`callbacks` must be a list of Keras callbacks. Received: callbacks={callbacks!r}")
+    flavour = _flavour(config)
     for callback in callbacks:
-        require_tf_keras(callback, "callbacks", keras.callbacks.Callback)
+        flavour.check_callback(callback)
     workdir = os.path.abspath(os.fspath(workdir))
     resolved = rundir.config_dict(config)
     os.makedirs(workdir, exist_ok=True)
-    policy = keras.mixed_precision.global_policy()
-    deterministic = tf_config.is_op_determinism_enabled()
     try:
         # Every worker of a cluster waits here until all have arrived, with no time limit. Only after
         # that does a chief refuse the workdir: TensorFlow's health checks then stop the others
         # instead of leaving them waiting for a chief that has gone.
-        strategy = distribution.make_strategy(config.distribution)
+        strategy = flavour.make_strategy(config)
         chief = distribution.is_chief(strategy)
         with _locked(workdir) if chief else contextlib.nullcontext():
-            _record_config(workdir, resolved, chief, verbose)
+            _record_config(workdir, config, chief, verbose)
             results_path = os.path.join(workdir, rundir.RESULTS)
             if os.path.exists(results_path):
                 results = rundir.read_json(
@@ -373,13 +386,13 @@ def run(
                 )
                 if not chief:
                     return None
-                if os.path.isdir(os.path.join(workdir, rundir.BACKUP)):
-                    tf.io.gfile.rmtree(os.path.join(workdir, rundir.BACKUP))  # left by a crash after results.json
+                files.remove(os.path.join(workdir, rundir.BACKUP))  # left by a crash after results.json
                 if verbose:
                     print(f"imp_keras: the run in {workdir} has finished ({results_path}); nothing to do.")
                 return results
-            return _train(config, workdir, resolved, strategy, chief, list(callbacks), verbose)
-    except tf.errors.UnavailableError as e:
+            with flavour.session(config, strategy):
+                return _train(flavour, config, workdir, resolved, strategy, chief, list(callbacks), verbose)
+    except flavour.UNAVAILABLE as e:
         if config.distribution != "multi_worker":
             raise
         raise RuntimeError(
@@ -387,72 +400,70 @@ def run(
             f"often the chief refused the workdir {workdir}). Restart every worker once that is fixed. "
             f"TensorFlow reported: {e.message.splitlines()[0]}"
         ) from e
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
-        if not deterministic:
-            tf_config.disable_op_determinism()
 
 
-def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose):
-    started = time.time()
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
-
-    data = experiment.load_data(config)
-    steps_per_epoch = data.steps_per_epoch(config.batch_size)
-    dense_model, dense_accuracy = _dense_source(config, resolved) if config.dense_workdir else (None, None)
-    method = experiment.method(config, steps_per_epoch)
-
-    with strategy.scope():
-        model = _build_model(config, data, dense_model)
+def _compiled_model(flavour, config, data, method, dense_model, strategy):
+    """The config's model, prunable when it prunes, with weight decay, compiled for `method`."""
+    keras = flavour.keras
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = _build_model(config, data, dense_model, keras)
         if method.plan is not None:
-            model = masking.prunable(model)
+            model = flavour.prunable(model)
         experiment.add_weight_decay(model, config)
         model.compile(
             experiment.make_optimizer(config, method.schedule),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
-            jit_compile=config.xla,
+            **flavour.compile_options(config),
         )
+    return model
 
-    backup_dir = os.path.join(workdir, rundir.BACKUP)
-    first_epoch = _restore_point(workdir, backup_dir, method, chief, verbose)
+
+def _callbacks(flavour, config, workdir, method, backup_dir, verbose) -> list[Any]:
     # Before the backup: a NaN, a broken invariant or a kill while the ladder is written leaves the
     # backup of the epoch before, so a re-run repeats the epoch (and rewrites the same ladder file).
-    callbacks = [NaNGuard(method.plan)]
+    adapter = flavour.adapter
+    callbacks = [adapter.NaNGuard(method.plan)]
     if method.plan is not None:
-        callbacks.append(IMPCallback(
-            method.plan, method.schedule if isinstance(method.schedule, RetrainSchedule) else None, config.selection,
+        callbacks.append(adapter.IMPCallback(
+            method.plan, method.schedule if isinstance(method.schedule, adapter.RetrainSchedule) else None, config.selection,
             reset_optimizer=config.reset_optimizer, block_size=tuple(config.block_size) or None,
             ladder_dir=os.path.join(workdir, rundir.LADDER), verbose=min(verbose, 1),
         ))
     else:
-        callbacks.append(_DenseLogs())
+        callbacks.append(flavour.DenseLogs())
     # Every file of an epoch is written before its backup: a kill in between repeats the epoch,
     # which rewrites them, instead of skipping them.
     if method.plan is None or method.plan.pretrain_epochs:
-        callbacks.append(rundir.DenseSnapshot(os.path.join(workdir, rundir.DENSE_MODEL), method.dense_epochs - 1))
-    callbacks += [
-        rundir.MetricsLogger(os.path.join(workdir, rundir.METRICS)),
-        keras.callbacks.TensorBoard(os.path.join(workdir, rundir.TENSORBOARD), write_graph=False, profile_batch=0),
-    ]
-    if method.plan is not None:
-        callbacks.append(rundir.LayerSparsityLogger(os.path.join(workdir, rundir.TENSORBOARD, "sparsity")))
-    callbacks += [backup.KeepPrevious(backup_dir), keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False)]
-    callbacks += extra_callbacks
+        callbacks.append(flavour.DenseSnapshot(os.path.join(workdir, rundir.DENSE_MODEL), method.dense_epochs - 1))
+    callbacks += flavour.logging_callbacks(workdir, method.plan is not None)
+    return callbacks + flavour.backup_callbacks(backup_dir)
+
+
+def _train(flavour, config, workdir, resolved, strategy, chief, extra_callbacks, verbose):
+    started = time.time()
+    data = experiment.load_data(config)
+    steps_per_epoch = data.steps_per_epoch(config.batch_size)
+    flavour.check_inputs(data, config.batch_size, strategy)
+    dense_model, dense_accuracy = _dense_source(config, resolved) if config.dense_workdir else (None, None)
+    method = experiment.method(config, steps_per_epoch)
+    model = _compiled_model(flavour, config, data, method, dense_model, strategy)
+
+    backup_dir = os.path.join(workdir, rundir.BACKUP)
+    first_epoch = _restore_point(workdir, backup_dir, method, chief, verbose)
+    callbacks = _callbacks(flavour, config, workdir, method, backup_dir, verbose) + extra_callbacks
 
     if first_epoch < method.epochs:
         if verbose and first_epoch:
             print(f"imp_keras: resuming the run in {workdir} at epoch {first_epoch} of {method.epochs}.")
-        train = _sharded(data.train(config.batch_size, first_epoch, method.epochs - first_epoch))
-        evaluation = _sharded(data.evaluation(config.batch_size))
+        train = flavour.train_inputs(data, config.batch_size, first_epoch, method.epochs - first_epoch)
+        evaluation = flavour.evaluation_inputs(data, config.batch_size)
         try:
+            # The data orders every epoch itself; `shuffle` would make Keras 3 permute a PyDataset's
+            # batches across the epochs it spans, so a resumed run would not see what an uninterrupted one saw.
             model.fit(
                 train, epochs=method.epochs, steps_per_epoch=steps_per_epoch, validation_data=evaluation,
-                callbacks=callbacks, verbose=verbose,
+                callbacks=callbacks, verbose=verbose, shuffle=False,
             )
         except NonFiniteError as e:
             advice = "fix its cause (e.g. a lower `lr.initial`) and start in a new workdir."
@@ -461,52 +472,49 @@ def _train(config, workdir, resolved, strategy, chief, extra_callbacks, verbose)
             advice = "masks or pruned weights were changed behind IMPCallback's back (a callback?), or this is a bug to report."
             raise InvariantError(_stopped(workdir, backup_dir, e, advice), e.problems) from e
     else:  # the last epoch was backed up, but the run stopped before writing its results
-        tf.train.Checkpoint(model=model).restore(backup.latest_checkpoint(backup_dir)).expect_partial()
+        flavour.restore_last(model, backup_dir)
 
-    results = _summarize(config, workdir, method, data, model, dense_accuracy, time.time() - started)
-    results["replicas"] = strategy.num_replicas_in_sync
+    results = _summarize(config, workdir, method, data, model, dense_accuracy, time.time() - started, flavour.sparsity_report)
+    results["replicas"] = flavour.replicas(strategy)
     if config.export_formats:
-        results["export"] = _export(config, workdir, model, data, strategy, verbose)
+        results["export"] = _export(flavour, config, workdir, model, data, strategy, verbose)
     results = json.loads(json.dumps(results))  # as results.json will give it back
     if not chief:
         return None
-    _plot(workdir, results, method)
+    _plot(workdir, results, method, flavour.learning_rates)
     # results.json marks the run finished; the backup goes only after it, so a crash in between
     # leaves a finished run with a stale backup (removed by the next call), never a lost one.
     rundir.write_json(os.path.join(workdir, rundir.RESULTS), results)
-    tf.io.gfile.rmtree(backup_dir)
+    files.remove(backup_dir)
     if verbose:
         print("\n" + _table(results))
         if method.plan is not None:
-            print("\nPer-layer sparsity of the final model:\n" + str(sparsity_report(model)))
+            print("\nPer-layer sparsity of the final model:\n" + str(flavour.sparsity_report(model)))
         print(f"\nRun directory: {workdir}")
     return results
 
 
-def _export(config, workdir, model, data, strategy, verbose) -> dict[str, Any]:
-    """Writes the deployable files into `<workdir>/export`; returns where and whether all verified."""
-    samples, count = [], 0
-    for images, _ in data.evaluation(config.batch_size).as_numpy_iterator():
+def _evaluation_samples(data: Any, batch_size: int, count: int) -> np.ndarray:
+    """The first `count` evaluation inputs, from tf.data batches or a PyDataset."""
+    batches = data.evaluation(batch_size)
+    iterator = batches.as_numpy_iterator() if hasattr(batches, "as_numpy_iterator") else (batches[i] for i in range(len(batches)))
+    samples, seen = [], 0
+    for images, _ in iterator:
         samples.append(images)
-        count += len(images)
-        if count >= config.export_samples:
+        seen += len(images)
+        if seen >= count:
             break
+    return np.concatenate(samples)[:count]
+
+
+def _export(flavour, config, workdir, model, data, strategy, verbose) -> dict[str, Any]:
+    """Writes the deployable files into `<workdir>/export`; returns where and whether all verified."""
+    samples = _evaluation_samples(data, config.batch_size, config.export_samples)
     chief = distribution.is_chief(strategy)
     directory = os.path.join(workdir, rundir.EXPORT)
     with distribution.chief_directory(directory, strategy) as target:
-        report = export(
-            model, target, formats=tuple(config.export_formats),
-            representative_data=np.concatenate(samples)[: config.export_samples],
-            latency_runs=config.export_latency_runs if chief else 0, verbose=min(verbose, 1) if chief else 0,
-        )
+        report = flavour.export(config, model, target, samples, chief, verbose)
     return {"dir": directory, "passed": report.passed, "formats": [f.format for f in report.files]}
-
-
-def _sharded(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    # In-memory data has no files to shard by; each worker takes its share of every batch.
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
 
 
 def main(argv: Sequence[str]) -> None:

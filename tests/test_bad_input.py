@@ -89,6 +89,8 @@ INVALID = {
     ),
     "lr.step_factor": numbers_outside(0.0, 1.0, low_open=True),
     "method": not_one_of(experiment.METHODS),
+    "keras": not_one_of(("tf_keras", "keras3")),
+    "backend": st.one_of(not_one_of(("tensorflow", "jax", "torch")), st.sampled_from(["jax", "torch"])),  # tf_keras: TensorFlow only
     "goal_sparsity": numbers_outside(0.0, 1.0, high_open=True),
     "cycles": ints_below(1),
     "pretrain_epochs": ints_below(1),
@@ -109,7 +111,7 @@ INVALID = {
     "mixed_precision": not_a_bool,
     "xla": not_a_bool,
     "export_formats": st.one_of(
-        st.none(), st.integers(), st.lists(st.text(max_size=6).filter(lambda f: f not in FORMATS), min_size=1, max_size=2),
+        st.none(), st.integers(), st.lists(st.text(max_size=6).filter(lambda f: f not in FORMATS + experiment.EXPORT_PRESETS), min_size=1, max_size=2),
         st.sampled_from(FORMATS).map(lambda f: [f, f]),
     ),
     "export_samples": ints_below(1),
@@ -336,7 +338,7 @@ BAD_ARGUMENTS = [
 
 def test_every_model_argument_is_checked_without_building():
     for name, builder in models.MODELS.items():
-        defaults = {p.name: p.default for p in inspect.signature(builder).parameters.values() if p.name not in ("input_shape", "classes")}
+        defaults = {p.name: p.default for p in inspect.signature(builder).parameters.values() if p.name not in ("input_shape", "classes", "keras")}
         models.check_arguments(name, defaults)
 
 

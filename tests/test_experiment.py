@@ -4,12 +4,15 @@ are refused naming the field, and the plan and schedule match the epochs the con
 import glob
 import importlib.util
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import imp_keras
+import imp_keras.export.tf_keras
 from imp_keras import experiment, keras
 from imp_keras.tf_keras.schedules import RetrainSchedule, learning_rates
 
@@ -168,3 +171,65 @@ def test_weight_decay_goes_through_the_gradient_like_pytorch():
     np.testing.assert_allclose(kernel.numpy(), [[0.95, 1.9], [0.0, -3.8]], rtol=1e-6)
     model.train_on_batch(x, y)  # momentum carries the first step's decay: 0.5 * (0.9 * 0.1 w0 + 0.1 w1)
     np.testing.assert_allclose(kernel.numpy(), [[0.8575, 1.715], [0.0, -3.43]], rtol=1e-5)
+
+
+IMPORT_CONFIG = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("config", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+module.get_config()
+module.get_config("quick")
+print(sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "tf_keras", "keras", "jax", "torch"}))
+"""
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.basename(p))
+def test_importing_a_config_imports_no_keras(path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_CONFIG, path], capture_output=True, text=True, cwd=root, timeout=120,
+        env=dict(os.environ, PYTHONPATH=root),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"keras": "keras2"}, r"`keras` must be one of \('tf_keras', 'keras3'\). Received: keras='keras2'"),
+        ({"backend": "mxnet"}, r"`backend` must be one of \('tensorflow', 'jax', 'torch'\). Received: backend='mxnet'"),
+        ({"backend": "jax"}, r"`backend` must be 'tensorflow' with keras='tf_keras' .* Received: backend='jax'"),
+        ({"distribution": "data_parallel"}, r"`distribution` must be one of \('none', 'mirrored', 'multi_worker'\) with keras='tf_keras'"),
+    ],
+)
+def test_keras_and_backend_fields_are_checked(fields, message):
+    with pytest.raises(ValueError, match=message):
+        experiment.validate(_config(**fields))
+
+
+def test_keras3_on_another_backend_than_the_imported_keras_is_refused():
+    import keras as keras3
+
+    other = "jax" if keras3.backend.backend() != "jax" else "torch"
+    with pytest.raises(ValueError, match=rf"`backend` must be the backend Keras 3 already runs on in this process, '{keras3.backend.backend()}'.*Received: backend='{other}'"):
+        experiment.validate(_config(keras="keras3", backend=other))
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"export_formats": ("all", "keras")}, r"`export_formats` must be distinct formats of keras='tf_keras' .* or one of \('all', 'light'\) alone"),
+        ({"export_formats": ("onnx",)}, r"`export_formats` must be distinct formats of keras='tf_keras'"),
+    ],
+)
+def test_export_formats_are_the_flavours_or_a_preset(fields, message):
+    with pytest.raises(ValueError, match=message):
+        experiment.validate(_config(**fields))
+
+
+def test_export_presets_resolve_per_keras():
+    assert experiment.export_formats(_config()) == imp_keras.export.tf_keras.FORMATS
+    assert experiment.export_formats(_config(export_formats=("light",))) == ("keras", "tflite_float_sparse", "tflite_int8_full")
+    assert experiment.export_formats(_config(export_formats=("h5",))) == ("h5",)

@@ -348,7 +348,7 @@ def test_batch_larger_than_the_training_files_is_refused(tmp_path):
 
 
 def test_model_with_nothing_prunable_is_refused_before_training(tmp_path, monkeypatch):
-    monkeypatch.setitem(models.MODELS, "no_kernels", lambda input_shape, classes: keras.Sequential(
+    monkeypatch.setitem(models.MODELS, "no_kernels", lambda input_shape, classes, keras=keras: keras.Sequential(
         [keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Activation("linear")]
     ))
     nothing = config()

@@ -10,30 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from imp_keras import experiment, keras, rundir, train
+from imp_keras import keras, rundir, train
 
 from conftest import SHARED_DATA
+from synthetic import synthetic_config
 from test_experiment import CONFIGS, load_config
 
 MNIST = os.path.join(SHARED_DATA, "mnist")
-
-
-def synthetic_config(**fields):
-    """LeNet-300-100 on 256 synthetic MNIST-shaped examples: 8 steps an epoch."""
-    config = experiment.base_config()
-    config.name = "synthetic"
-    config.data.source = "synthetic"
-    config.data.synthetic_examples = 256
-    config.batch_size = 32
-    config.pretrain_epochs = 2
-    config.cycles = 2
-    config.retrain_epochs = 2
-    config.goal_sparsity = 0.75
-    config.deterministic = True
-    config.export_formats = ()
-    for key, value in fields.items():
-        setattr(config, key, value)
-    return config
 
 
 class StopAtEpoch(keras.callbacks.Callback):
@@ -226,3 +209,23 @@ def test_run_leaves_the_callers_process_as_it_found_it(tmp_path):
     train.run(synthetic_config(pretrain_epochs=1, cycles=1, retrain_epochs=1), tmp_path, verbose=0)
     assert not tf_config.is_op_determinism_enabled()
     assert "workdir" not in flags.FLAGS and "config" not in flags.FLAGS, "importing imp_keras.train defines no flags"
+
+
+def test_workdir_of_the_version_before_keras3_is_the_same_experiment(tmp_path, capsys):
+    """A config.json written before the `keras` and `backend` fields and the export presets: read
+    as tf_keras on TensorFlow, its list of formats as the preset that resolves to it."""
+    config = synthetic_config(pretrain_epochs=1, cycles=1, retrain_epochs=1)
+    first = train.run(config, tmp_path, verbose=0)
+    recorded = json.loads((tmp_path / "config.json").read_text())
+    del recorded["keras"], recorded["backend"]
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    assert train.run(config, tmp_path) == first
+    assert "has finished" in capsys.readouterr().out
+
+    light = synthetic_config(export_formats=("light",))
+    (tmp_path / "fresh").mkdir()
+    old = {**rundir.config_dict(light), "export_formats": ["keras", "tflite_float_sparse", "tflite_int8_full"]}
+    del old["keras"], old["backend"]
+    (tmp_path / "fresh" / "config.json").write_text(json.dumps(old))
+    train._record_config(os.fspath(tmp_path / "fresh"), light, True, 1)
+    assert "replacing" not in capsys.readouterr().out

@@ -1,10 +1,12 @@
 """Runs `imp_keras.train.run` on a small deterministic config into WORKDIR, and can die on the way.
 
-Usage: kill_during_run.py WORKDIR [--kill EPOCH BATCH] [--hold FILE]
+Usage: kill_during_run.py WORKDIR [--kill EPOCH BATCH] [--hold FILE] [--backend jax|torch|tensorflow]
 
   --kill EPOCH BATCH  SIGKILL this process at the start of batch BATCH of epoch EPOCH, or with
                       BATCH "end" after the epoch's end-of-epoch callbacks (its backup included).
   --hold FILE         at the first batch, create FILE.started and wait until FILE exists (lock tests).
+  --backend BACKEND   train with Keras 3 on BACKEND instead of tf_keras (TensorFlow is then never
+                      imported on jax and torch: its import fails in this process).
 
 The config: test_train's synthetic_config with ALLR: LeNet-300-100 on 256 synthetic MNIST-shaped
 examples in batches of 32 (8 steps an epoch), 2 dense epochs, then 2 ALLR cycles of 2 epochs to
@@ -19,17 +21,21 @@ import sys
 import time
 
 import imp_keras
-from imp_keras import keras, train
+from imp_keras import experiment, train
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from test_train import synthetic_config  # noqa: E402
+from synthetic import synthetic_config  # noqa: E402
+
+_NOT_HERE = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
 
 
-def config():
-    return synthetic_config(name="kill", retrain_kind="allr")
+def config(backend=None):
+    if backend is None:
+        return synthetic_config(name="kill", retrain_kind="allr")
+    return synthetic_config(name="kill", retrain_kind="allr", keras="keras3", backend=backend)
 
 
-class Kill(keras.callbacks.Callback):
+class Kill:
     def __init__(self, epoch: int, batch: str):
         super().__init__()
         self.epoch, self.batch, self.current = epoch, batch, -1
@@ -46,7 +52,7 @@ class Kill(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-class Hold(keras.callbacks.Callback):
+class Hold:
     def __init__(self, path: str):
         super().__init__()
         self.path = path
@@ -63,14 +69,25 @@ def main():
     parser.add_argument("workdir")
     parser.add_argument("--kill", nargs=2, metavar=("EPOCH", "BATCH"))
     parser.add_argument("--hold")
+    parser.add_argument("--backend")
     args = parser.parse_args()
     print(f"imp_keras from {os.path.dirname(imp_keras.__file__)}", flush=True)
+    if args.backend in ("jax", "torch"):
+        for name in _NOT_HERE:  # as on a machine without them: importing fails, find_spec finds nothing
+            sys.modules[name] = None
+    run_config = config(args.backend)
+    keras = experiment.keras_of(run_config).keras
+    # The callbacks of the run's Keras: the classes above on its Callback.
+    kill = type("Kill", (Kill, keras.callbacks.Callback), {})
+    hold = type("Hold", (Hold, keras.callbacks.Callback), {})
     callbacks = []
     if args.kill:
-        callbacks.append(Kill(int(args.kill[0]), args.kill[1]))
+        callbacks.append(kill(int(args.kill[0]), args.kill[1]))
     if args.hold:
-        callbacks.append(Hold(args.hold))
-    train.run(config(), args.workdir, callbacks=callbacks, verbose=2)
+        callbacks.append(hold(args.hold))
+    train.run(run_config, args.workdir, callbacks=callbacks, verbose=2)
+    imported = sorted(m for m, module in sys.modules.items() if module is not None and m.split(".")[0] in _NOT_HERE)
+    print(f"imported: {imported}", flush=True)
 
 
 if __name__ == "__main__":
