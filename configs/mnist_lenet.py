@@ -4,8 +4,12 @@
 then 3 prune-retrain cycles of 3 epochs, one global magnitude threshold. Data: the original IDX
 files in ../shared/data/mnist.
 
-Expected (measured on 2 CPU cores, 70 s of training, 1 min 46 s with the export): test accuracy
-98.37 % dense, then 98.49 %, 98.41 %, 98.36 % at 53.58 %, 78.46 %, 90.00 % sparsity after cycles 1-3.
+Runs on Keras 3 with the JAX backend, the fastest path on a CPU (README); the same experiment on
+tf_keras, with TFLite and SavedModel files: --config.keras=tf_keras --config.backend=tensorflow.
+
+Expected (measured on 2 CPU cores, Keras 3 on JAX: 11 s of training, 18 s with the export of .keras
+and .weights.h5): test accuracy 98.38 % dense, then 98.42 %, 98.51 %, 98.33 % at 53.58 %, 78.46 %,
+90.00 % sparsity after cycles 1-3 (tf_keras: 98.37, 98.49, 98.41, 98.36 %, 28 s of training).
 
     python -m imp_keras.train --config=configs/mnist_lenet.py --workdir=runs/mnist_lenet
     python -m imp_keras.train --config=configs/mnist_lenet.py:quick --workdir=/tmp/mnist_quick   # smoke test
@@ -24,6 +28,8 @@ def get_config(arg=None):
     config.data.name = "mnist"
     config.data.data_dir = os.path.normpath(_DATA)
     config.model.name = "lenet_300_100"
+    config.keras = "keras3"  # the fastest path on a CPU (README, Set-up): Keras 3 on JAX
+    config.backend = "jax"
     config.pretrain_epochs = 10
     config.cycles = 3
     config.retrain_epochs = 3

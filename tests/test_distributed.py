@@ -70,7 +70,8 @@ def test_trainer_mirrored_gives_the_single_device_masks(tmp_path):
 
 
 QUICK_ON_SYNTHETIC = [
-    "--config=configs/mnist_lenet.py:quick", "--config.data.source=synthetic", "--config.batch_size=32",
+    "--config=configs/mnist_lenet.py:quick", "--config.keras=tf_keras", "--config.backend=tensorflow",
+    "--config.data.source=synthetic", "--config.batch_size=32",
     "--config.deterministic=True",
 ]
 

@@ -40,6 +40,7 @@ def final_masks_and_weights(workdir):
 @pytest.mark.skipif(not os.path.isdir(MNIST), reason="needs ../shared/data/mnist")
 def test_mnist_quick_leaves_the_whole_run_directory(tmp_path, capsys):
     config = load_config(CONFIGS[[os.path.basename(p) for p in CONFIGS].index("mnist_lenet.py")], "quick")
+    config.keras, config.backend = "tf_keras", "tensorflow"  # this file's trainer; test_train_keras3 runs it on JAX
     results = train.run(config, tmp_path)
     printed = capsys.readouterr().out
 
