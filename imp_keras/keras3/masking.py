@@ -162,13 +162,15 @@ class MaskHolder(keras.layers.Wrapper):
 
 @dataclasses.dataclass(frozen=True)
 class MaskedWeight:
-    """One prunable tensor: its readable name, the weight variable, the mask variable and the
-    layer that owns the weight."""
+    """One prunable tensor: its readable name, the weight variable, the mask variable, the layer
+    that owns the weight, and whether the weight was trainable when the entry was read (a layer
+    frozen after `prunable` holds masks that pruning leaves as they are)."""
 
     name: str
     weight: Any
     mask: Any
     layer: keras.layers.Layer
+    trainable: bool = True
 
 
 def _holders(model: keras.layers.Layer) -> list[MaskHolder]:
@@ -177,6 +179,7 @@ def _holders(model: keras.layers.Layer) -> list[MaskHolder]:
 
 def masked_weights(model: keras.layers.Layer) -> list[MaskedWeight]:
     """The prunable tensors of a model with `MaskHolder`s, in model order."""
+    trainable = {id(v) for v in model.trainable_variables}
     entries, seen = [], set()
     for holder in _holders(model):
         if not holder.built:
@@ -185,7 +188,7 @@ def masked_weights(model: keras.layers.Layer) -> list[MaskedWeight]:
             if id(target.variable) in seen:
                 raise ValueError(f"Weight {target.variable.path!r} is held by two mask holders; wrap each layer once.")
             seen.add(id(target.variable))
-            entries.append(MaskedWeight(target.name, target.variable, mask, target.owner))
+            entries.append(MaskedWeight(target.name, target.variable, mask, target.owner, id(target.variable) in trainable))
     return entries
 
 

@@ -270,3 +270,19 @@ def test_gmp_top_level_name_is_the_default_flavours():
     callback = imp_keras.GMPCallback(0.9)
     assert isinstance(callback, imp_keras.GMPCallback)
     assert isinstance(callback, adapter(default_flavour()).GMPCallback)
+
+
+def test_gmp_leaves_a_layer_frozen_after_prunable_as_it_is(api, frozen_fc1, train_data, numpy):
+    # The schedule over logits' 24 weights alone: s(t) over positions 4, 6, 8, 10, 12 leaves
+    # 24 - round(s * 24) = 24, 12, 5, 3, 2 alive, so 24, 5, 2, 2 at the epoch ends.
+    model, variables, frozen = frozen_fc1(api)
+    compile_gmp(api, model)
+    probe = Probe(api, numpy)
+    with pytest.warns(UserWarning, match=r"^GMPCallback: 1 masked tensor\(s\) are frozen .*: fc1/kernel\. The counts are over the 24 weights"):
+        history, _ = fit_gmp(api, model, train_data, [probe.callback(every_step=False)])
+    assert [int(masks[1].sum()) for masks in probe.masks] == [24, 5, 2, 2]
+    assert history.history["sparsity"] == pytest.approx([1 - a / 24 for a in (24, 5, 2, 2)])
+    for before, after in zip(frozen, variables):
+        np.testing.assert_array_equal(before, numpy(after))  # kernel, bias and mask (72 alive) bit-identical
+    report = api.verify(model)
+    assert (report.names, report.alive, report.total, report.frozen) == (("logits/kernel",), 2, 24, ("fc1/kernel",))
