@@ -12,6 +12,8 @@ import re
 import numpy as np
 import pytest
 
+from imp_keras.core.coverage import FROZEN
+
 EMBEDDING_REFUSED = (
     "16,000 of its 22,208 trainable kernel weights (72.05%) would not be masked: Embedding: 1 tensor(s), 16,000 "
     "weights not masked (embedding table: pass embeddings=True to prune it). Prune them as said, or keep them dense "
@@ -87,3 +89,17 @@ def test_keras3_include_is_a_choice_the_user_made(capsys):
     assert sizes(api, model) == [64]
     with pytest.raises(ValueError, match=r"`verbose` must be 0 or 1. Received: verbose=2"):
         api.prunable(text_model(api), verbose=2)
+
+
+def test_keras3_kernel_trainable_again_after_wrapping_is_listed():
+    from imp_keras import keras3 as api
+
+    x = api.keras.Input((4, 8))
+    attention = api.keras.layers.MultiHeadAttention(2, 4, name="mha")
+    plain = api.keras.Model(x, attention(x, x))
+    attention._query_dense.trainable = False
+    model = api.prunable(plain, verbose=0)
+    assert [(s.layer_type, s.reason, s.tensors) for s in api.coverage(model)] == [("EinsumDense", FROZEN, ("mha/query/kernel",))]
+    attention._query_dense.trainable = True  # its holder was built without a mask for it
+    again = "trainable again since its MaskHolder was built: wrap the layer again"
+    assert [(s.layer_type, s.reason, s.tensors, s.weights) for s in api.coverage(model)] == [("EinsumDense", again, ("mha/query/kernel",), 64)]
