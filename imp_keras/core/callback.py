@@ -8,8 +8,10 @@ class of hooks that read and write that flavour's variables (`_numpy`, `_steps_t
 """
 
 from collections.abc import Mapping, Sequence
+import math
 import os
 from typing import Any
+import warnings
 
 import numpy as np
 
@@ -129,19 +131,39 @@ class MaskCallback:
         self.export_report = None
         self._finished_plan = False
         self._entries: list[Any] = []
+        self._frozen: tuple[str, ...] = ()  # the frozen masked tensors already announced
 
     @classmethod
     def _keywords_for(cls, export_options: Any) -> list[str]:
         return cls._export_keywords() if export_options else []
 
     def _find_entries(self) -> None:
+        """The masked tensors this fit prunes: those whose weights are trainable now. A layer
+        frozen after `prunable` (`base.trainable = False`) could not retrain what it lost, so its
+        masks stay as they are and the counts leave it out, as `verify` and `sparsity_report` do."""
         self._require_model()
-        self._entries = self.masking.masked_weights(self.model)
-        if not self._entries:
+        entries = self.masking.masked_weights(self.model)
+        if not entries:
             raise ValueError(
                 f"Model {self.model.name!r} has no imp_keras mask holders: wrap it with "
                 "`imp_keras.prunable(model)` before compiling it."
             )
+        self._entries = [e for e in entries if e.trainable]
+        frozen = tuple(e.name for e in entries if not e.trainable)
+        if not self._entries:
+            raise ValueError(
+                f"Model {self.model.name!r}: every masked weight is frozen (trainable=False), so there is nothing to "
+                f"prune: {', '.join(frozen)}. Make the layers to prune trainable, and compile the model again."
+            )
+        if frozen and frozen != self._frozen:
+            total = sum(math.prod(shape) for shape in self._names_and_shapes()[1])
+            warnings.warn(
+                f"{type(self).__name__}: {len(frozen)} masked tensor(s) are frozen (trainable=False) and left out of "
+                f"pruning, their masks kept as they are: {', '.join(frozen)}. The counts are over the {total:,} weights "
+                f"of the {len(self._entries)} trainable masked tensor(s); keep what is frozen the same for the whole run.",
+                stacklevel=2,
+            )
+        self._frozen = frozen
 
     def _names_and_shapes(self) -> tuple[list[str], list[tuple[int, ...]]]:
         return [e.name for e in self._entries], [tuple(e.mask.shape) for e in self._entries]

@@ -18,6 +18,7 @@ __all__ = [
     "EXCLUDED",
     "FROZEN",
     "NOT_AN_ATTRIBUTE",
+    "NOT_INCLUDED",
     "Skipped",
     "check_coverage",
     "group_skipped",
@@ -30,12 +31,13 @@ FROZEN = "frozen: trainable=False, never pruned"
 EMBEDDING = "embedding table: pass embeddings=True to prune it"
 DEPTHWISE = "depthwise kernel: depthwise=False was passed"
 EXCLUDED = "excluded by `exclude`"
+NOT_INCLUDED = "not matched by `include`"
 NOT_AN_ATTRIBUTE = (
     "not held as a layer attribute (in a list or dict?), so no mask can be handed to the layer: "
     "assign it as `self.<name> = self.add_weight(...)`, or exclude the layer"
 )
 # Reasons the user chose; any other reason for an unmasked trainable kernel counts against coverage.
-_CHOSEN = (FROZEN, DEPTHWISE, EXCLUDED)
+_CHOSEN = (FROZEN, DEPTHWISE, EXCLUDED, NOT_INCLUDED)
 
 
 def kernel_role(name: str, rank: int) -> str:

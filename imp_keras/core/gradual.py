@@ -295,6 +295,8 @@ class GMPCallbackBase(MaskCallback):
     the same steps; masks that do not fit the schedule at the start of an
     epoch are refused. A window that ends after the run, or a goal the selection cannot reach, is
     refused before training (at construction when `epochs` and `steps_per_epoch` are given).
+    Masked weights that are not trainable when `fit` starts (a layer frozen after `prunable`) are
+    left out with a warning: their masks stay as they are and the counts are over the others.
 
     Published into `logs` at the end of every epoch: `sparsity` and the learning rate of the
     epoch's last step (`lr` on tf_keras, `learning_rate` on Keras 3).

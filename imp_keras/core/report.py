@@ -2,7 +2,8 @@
 
 A report states two sparsities: of the masked tensors (what IMP prunes and the plan counts) and of
 all trainable kernels, the masked ones plus the kernels no mask holds (`unmasked`, whose exact
-zeros count as pruned). A model and its stripped copy give the same report.
+zeros count as pruned). A model and its stripped copy give the same report. Frozen kernels are in
+neither, masked or not: a layer frozen after `prunable` is left out as pruning leaves it.
 """
 
 from collections.abc import Iterable, Sequence
@@ -111,18 +112,20 @@ def report_of(
     masked: Iterable[str] | None,
     default_masked: Iterable[str],
 ) -> SparsityReport:
-    """The report of a model from its trainable kernels (name, values) and its masks (name, mask):
-    masked tensors count masked-out entries; without masks, the kernels named in `masked` (by
-    default `default_masked`) count exact zeros. Every other kernel is unmasked, exact zeros
-    counting."""
+    """The report of a model from its trainable kernels (name, values) and the masks of its
+    trainable masked tensors (name, mask): masked tensors count masked-out entries; without masks,
+    the kernels named in `masked` (by default those of `default_masked` that are trainable) count
+    exact zeros. Every other kernel is unmasked, exact zeros counting."""
     if masks:
         if masked is not None:
             raise ValueError("`masked` is for plain models; this model's mask holders say what is masked.")
         layers = [_zeros(name, mask) for name, mask in masks]
         names = {name for name, _ in masks}
     else:
-        names = set(default_masked if masked is None else masked)
-        unknown = sorted(names - {name for name, _ in kernels})
+        trainable = {name for name, _ in kernels}
+        # A tensor masked once but frozen since is no trainable kernel: left out, as for the model it was stripped from.
+        names = set(default_masked) & trainable if masked is None else set(masked)
+        unknown = sorted(names - trainable)
         if unknown:
             raise ValueError(f"`masked` names tensors that are not trainable kernels of the model: {unknown}")
         layers = [_zeros(name, value) for name, value in kernels if name in names]

@@ -7,6 +7,9 @@
 4. the number of alive weights is the plan's after `cycle` cycles (within `tolerance`, half a
    block, for block-sparse Dense kernels).
 
+The counts (4, and `previous_masks` for 3) are over the trainable masked tensors, those pruning
+acts on: a layer frozen after `prunable` keeps its masks as they are, and is checked for 1 and 2.
+
 Each flavour's `verify` reads its model into `TensorState`s and calls `check_invariants`.
 """
 
@@ -37,23 +40,26 @@ def broken(problems: Sequence[str], where: str = "") -> InvariantError:
 
 @dataclasses.dataclass(frozen=True)
 class TensorState:
-    """One prunable tensor as NumPy arrays: its mask, its weight and its optimizer slots by name."""
+    """One prunable tensor as NumPy arrays: its mask, its weight, its optimizer slots by name, and
+    whether the weight is trainable (pruned and counted) or frozen (checked, not counted)."""
 
     name: str
     mask: np.ndarray
     weight: np.ndarray
     slots: tuple[tuple[str, np.ndarray], ...] = ()
+    trainable: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
 class VerifyReport:
     """What `verify` found in a model that keeps every invariant.
 
-    names: the prunable tensors, in model order (`layer/attribute`).
+    names: the prunable (trainable masked) tensors, in model order (`layer/attribute`).
     masks: their masks as boolean arrays (True = alive): `previous_masks` for the next check.
-    alive, total: alive and prunable weights over all tensors.
+    alive, total: alive and prunable weights over these tensors.
     expected_alive: the plan's alive count for the cycle checked (None without a plan).
     slots: optimizer state tensors checked to be 0.0 where the weights are pruned.
+    frozen: masked tensors whose weights are not trainable: checked, not counted.
     """
 
     names: tuple[str, ...]
@@ -62,10 +68,11 @@ class VerifyReport:
     total: int
     expected_alive: int | None
     slots: int
+    frozen: tuple[str, ...] = ()
 
     @property
     def sparsity(self) -> float:
-        return 1.0 - self.alive / self.total
+        return 1.0 - self.alive / self.total if self.total else 0.0
 
 
 def _first(where: np.ndarray) -> tuple[int, ...]:
@@ -136,11 +143,14 @@ def check_invariants(
     previous: Sequence[np.ndarray] | None = None,
     tolerance: int = 0,
 ) -> VerifyReport:
-    """Checks every invariant over `states`; raises `InvariantError` listing each broken one."""
-    problems, masks = [], []
-    for i, state in enumerate(states):
-        problems += _tensor_problems(state, None if previous is None else previous[i])
-        masks.append(state.mask != 0)
+    """Checks every invariant over `states`; raises `InvariantError` listing each broken one.
+    `previous` holds a mask per trainable state."""
+    counted = [state for state in states if state.trainable]
+    earlier = iter(previous) if previous is not None else None
+    problems = []
+    for state in states:
+        problems += _tensor_problems(state, next(earlier) if earlier is not None and state.trainable else None)
+    masks = [state.mask != 0 for state in counted]
     alive = sum(int(m.sum()) for m in masks)
     total = sum(m.size for m in masks)
     expected = None
@@ -152,4 +162,5 @@ def check_invariants(
     if problems:
         raise broken(problems)
     slots = sum(len(state.slots) for state in states)
-    return VerifyReport(tuple(s.name for s in states), tuple(masks), alive, total, expected, slots)
+    frozen = tuple(s.name for s in states if not s.trainable)
+    return VerifyReport(tuple(s.name for s in counted), tuple(masks), alive, total, expected, slots, frozen)

@@ -29,7 +29,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from imp_keras.core.coverage import EMBEDDING, FROZEN, Skipped, group_skipped, kernel_role
+from imp_keras.core.coverage import (
+    EMBEDDING, EXCLUDED, FROZEN, NOT_AN_ATTRIBUTE, NOT_INCLUDED, Skipped, check_coverage, group_skipped, kernel_role,
+)
 
 __all__ = [
     "MaskHolder",
@@ -73,9 +75,15 @@ def _targets(layer: keras.layers.Layer, embeddings: bool) -> list[_Target]:
             if not value.trainable or role == "other" or (role == "embedding" and not embeddings):
                 continue
             seen.add(id(value))
-            prefix = layer.name if owner is layer else f"{layer.name}/{owner.name}"
-            found.append(_Target(owner, attribute, value, f"{prefix}/{attribute.lstrip('_')}"))
+            found.append(_Target(owner, attribute, value, _tensor_name(layer, owner, attribute)))
     return found
+
+
+def _tensor_name(layer: keras.layers.Layer, owner: keras.layers.Layer, leaf: str) -> str:
+    """`dense/kernel`, `mha/query/kernel`: by layer names, stable when a model is reloaded (its
+    variables' paths are not: a Sequential's lose their `sequential/` prefix)."""
+    prefix = layer.name if owner is layer else f"{layer.name}/{owner.name}"
+    return f"{prefix}/{leaf.lstrip('_')}"
 
 
 @keras.saving.register_keras_serializable(package="imp_keras")
@@ -154,13 +162,15 @@ class MaskHolder(keras.layers.Wrapper):
 
 @dataclasses.dataclass(frozen=True)
 class MaskedWeight:
-    """One prunable tensor: its readable name, the weight variable, the mask variable and the
-    layer that owns the weight."""
+    """One prunable tensor: its readable name, the weight variable, the mask variable, the layer
+    that owns the weight, and whether the weight was trainable when the entry was read (a layer
+    frozen after `prunable` holds masks that pruning leaves as they are)."""
 
     name: str
     weight: Any
     mask: Any
     layer: keras.layers.Layer
+    trainable: bool = True
 
 
 def _holders(model: keras.layers.Layer) -> list[MaskHolder]:
@@ -169,6 +179,7 @@ def _holders(model: keras.layers.Layer) -> list[MaskHolder]:
 
 def masked_weights(model: keras.layers.Layer) -> list[MaskedWeight]:
     """The prunable tensors of a model with `MaskHolder`s, in model order."""
+    trainable = {id(v) for v in model.trainable_variables}
     entries, seen = [], set()
     for holder in _holders(model):
         if not holder.built:
@@ -177,7 +188,7 @@ def masked_weights(model: keras.layers.Layer) -> list[MaskedWeight]:
             if id(target.variable) in seen:
                 raise ValueError(f"Weight {target.variable.path!r} is held by two mask holders; wrap each layer once.")
             seen.add(id(target.variable))
-            entries.append(MaskedWeight(target.name, target.variable, mask, target.owner))
+            entries.append(MaskedWeight(target.name, target.variable, mask, target.owner, id(target.variable) in trainable))
     return entries
 
 
@@ -212,24 +223,70 @@ def _check_rules(argument: str, rules: Any) -> list[str | type]:
     return rules
 
 
-def coverage(model: keras.layers.Layer, embeddings: bool = False) -> list[Skipped]:
-    """The trainable and frozen kernels of `model` no `MaskHolder` masks, one entry per layer type and reason."""
-    masked = {id(e.weight) for e in masked_weights(model)}
-    rows = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, MaskHolder) or isinstance(layer, keras.Model):
-            continue
-        for variable in layer._trainable_variables + layer._non_trainable_variables:
-            role = _role(variable)
-            if role == "other" or id(variable) in masked:
+def _graph_layers(
+    model: keras.layers.Layer, include: Sequence[str | type], exclude: Sequence[str | type]
+) -> list[tuple[keras.layers.Layer, str | None]]:
+    """The layers of `model` and of its nested models, once each, with the reason the user chose
+    to keep each dense (`exclude`, or outside `include`), None for the others; what `prunable`'s
+    clone function decides, layer by layer."""
+    found, seen = [], set()
+
+    def visit(parent: keras.layers.Layer, inherited: str | None) -> None:
+        for layer in parent.layers:
+            if id(layer) in seen:
                 continue
-            if not variable.trainable:
-                reason = FROZEN
-            elif role == "embedding" and not embeddings:
-                reason = EMBEDDING
-            else:
-                reason = "excluded, or not held as a layer attribute"
-            rows.append((type(layer).__name__, reason, variable.path, int(np.prod(variable.shape))))
+            seen.add(id(layer))
+            chosen = None if isinstance(layer, MaskHolder) else inherited or (EXCLUDED if _matches(layer, exclude) else None)
+            if isinstance(layer, keras.Model):
+                visit(layer, chosen)
+                continue
+            if chosen is None and include and not isinstance(layer, MaskHolder) and not _matches(layer, include):
+                chosen = NOT_INCLUDED
+            found.append((layer, chosen))
+
+    visit(model, None)
+    return found
+
+
+def _unmasked_reason(variable: Any, held: bool, chosen: str | None, in_holder: bool, embeddings: bool) -> str:
+    if not variable.trainable:
+        return FROZEN
+    if chosen is not None:
+        return chosen
+    if _role(variable) == "embedding" and not embeddings:
+        return EMBEDDING
+    if not held:
+        return NOT_AN_ATTRIBUTE
+    # Held and trainable, yet unmasked: trainable again since it was wrapped, or a layer never wrapped.
+    return "trainable again since its MaskHolder was built: wrap the layer again" if in_holder else EXCLUDED
+
+
+def coverage(
+    model: keras.layers.Layer,
+    *,
+    include: Sequence[str | type] | None = None,
+    exclude: Sequence[str | type] = (),
+    embeddings: bool = False,
+) -> list[Skipped]:
+    """The kernels of a model from `prunable` (frozen ones included) that no `MaskHolder` masks,
+    one entry per layer type and reason; pass the `prunable` arguments used for the reasons to name them."""
+    include, exclude = _check_rules("include", include), _check_rules("exclude", exclude)
+    masked = {id(e.weight) for e in masked_weights(model)}
+    rows, seen = [], set()
+    for top, chosen in _graph_layers(model, include, exclude):
+        inner = top.layer if isinstance(top, MaskHolder) else top
+        for layer in inner._flatten_layers(include_self=True, recursive=True):
+            if isinstance(layer, (MaskHolder, keras.Model)):
+                continue
+            attributes = {id(value): name for name, value in vars(layer).items() if isinstance(value, keras.Variable)}
+            for variable in layer._trainable_variables + layer._non_trainable_variables:
+                if _role(variable) == "other" or id(variable) in masked or id(variable) in seen:
+                    continue
+                seen.add(id(variable))
+                held = id(variable) in attributes
+                reason = _unmasked_reason(variable, held, chosen, isinstance(top, MaskHolder), embeddings)
+                name = _tensor_name(inner, layer, attributes[id(variable)] if held else variable.name)
+                rows.append((type(layer).__name__, reason, name, int(np.prod(variable.shape))))
     return group_skipped(rows)
 
 
@@ -246,6 +303,11 @@ def prunable(
     The returned model shares its layers, and so its trained weights, with `model`: nothing is
     re-initialised. Frozen (non-trainable) weights are never masked.
 
+    What stays unmasked is printed (with `verbose`) one line per layer type, with the reason, and
+    `coverage` returns it. A model whose unmasked kernels hold most of its trainable kernel
+    weights for a reason the user did not choose (an embedding table not asked for, a kernel not
+    held as a layer attribute) is refused: prune them, or `exclude` them explicitly.
+
     Args:
       model: a Keras 3 Sequential or Functional model (nested ones included). For a subclassed
         model, wrap its layers in `MaskHolder` in its `__init__` instead.
@@ -254,6 +316,11 @@ def prunable(
       exclude: layers matching one of these stay dense.
       embeddings: also mask Embedding tables.
       verbose: 1 prints one line per layer type whose kernels stay unmasked, with the reason.
+
+    Raises:
+      TypeError: `model` is not a Keras 3 model.
+      ValueError: `model` is subclassed, has nothing to prune, or would leave most of its kernel
+        weights unmasked.
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a Keras 3 model. Received: model={model!r}")
@@ -266,6 +333,8 @@ def prunable(
     include, exclude = _check_rules("include", include), _check_rules("exclude", exclude)
     if not isinstance(embeddings, bool):
         raise ValueError(f"`embeddings` must be a bool. Received: embeddings={embeddings!r}")
+    if verbose not in (0, 1) or isinstance(verbose, bool):
+        raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
     replacements: dict[int, keras.layers.Layer] = {}
 
     def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
@@ -285,11 +354,14 @@ def prunable(
         return result
 
     result = keras.models.clone_model(model, clone_function=wrap)
-    if not masked_weights(result):
+    entries = masked_weights(result)
+    if not entries:
         raise ValueError(f"`model` {model.name!r} has no prunable kernels outside `exclude` (and inside `include`).")
+    skipped = coverage(result, include=include, exclude=exclude, embeddings=embeddings)
+    check_coverage(model.name, sum(int(np.prod(e.weight.shape)) for e in entries), skipped)
     if verbose:
-        for skipped in coverage(result, embeddings):
-            print(f"imp_keras: {skipped}")
+        for line in skipped:
+            print(f"imp_keras: {line}")
     return result
 
 

@@ -20,7 +20,7 @@ def sparsity_report(model: keras.Model, masked: Iterable[str] | None = None) -> 
         raise TypeError(f"`model` must be a Keras 3 model. Received: model={model!r}")
     return report_of(
         [(name, ops.convert_to_numpy(v)) for name, v in masking.plain_kernels(model, embeddings=True)],
-        [(e.name, ops.convert_to_numpy(e.mask)) for e in masking.masked_weights(model)],
+        [(e.name, ops.convert_to_numpy(e.mask)) for e in masking.masked_weights(model) if e.trainable],
         masked,
         [name for name, _ in masking.plain_kernels(model, embeddings=False)],
     )

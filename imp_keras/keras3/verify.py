@@ -31,14 +31,15 @@ def verify(
     if not entries:
         raise ValueError(f"`model` {model.name!r} has no imp_keras mask holders: it is not a model built by `imp_keras.prunable`.")
     check_arguments(plan, cycle)
-    shapes = [(e.name, tuple(e.mask.shape)) for e in entries]
-    previous = None if previous_masks is None else check_previous(previous_masks, shapes)
-    sizes = masking.block_sizes(entries, None if block_size is None else check_block_size(block_size))
+    counted = [e for e in entries if e.trainable]  # what pruning acts on, and what the plan counts
+    previous = None if previous_masks is None else check_previous(previous_masks, [(e.name, tuple(e.mask.shape)) for e in counted])
+    sizes = masking.block_sizes(counted, None if block_size is None else check_block_size(block_size))
     optimizer = getattr(model, "optimizer", None)
     states = [
         TensorState(
             e.name, ops.convert_to_numpy(e.mask), ops.convert_to_numpy(e.weight),
             tuple((s.path, ops.convert_to_numpy(s)) for s in masking.optimizer_slots(optimizer, e.weight)),
+            e.trainable,
         )
         for e in entries
     ]

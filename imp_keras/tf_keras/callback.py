@@ -79,6 +79,9 @@ class IMPCallback(IMPCallbackBase, Hooks, keras.callbacks.Callback):
     invariant (binary, monotone masks; pruned weights and their optimizer state exactly 0.0; the
     plan's alive count) and raises `imp_keras.InvariantError` if one is broken. A goal that the
     selection cannot reach (`uniform_plus` keeps some weights) is refused before training.
+    Masked weights that are not trainable when `fit` starts (a layer frozen after `prunable`)
+    could not retrain: they are left out with a warning naming them, their masks stay as they
+    are, and the plan's counts are over the trainable masked weights.
 
     With `block_size`, Dense kernels lose whole blocks (see `imp_keras.core.selection.select_blocks`), so
     a runtime with block-sparse kernels can skip them: (4, 1) blocks of a Keras [in, out] kernel are

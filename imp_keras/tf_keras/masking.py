@@ -317,8 +317,10 @@ def plain_kernels(model: keras.Model, embeddings: bool = False) -> list[tuple[st
 
 
 def trainable_kernels(model: keras.Model) -> list[tuple[str, tf.Variable]]:
-    """Every trainable kernel of `model`, embedding tables included, masked or not, as (name, variable)."""
-    return [(k.name, k.variable) for k in _model_kernels(model, embeddings=True) if k.reason != FROZEN]
+    """Every kernel of `model` trainable now, embedding tables included, masked or not (a masked
+    layer frozen after `prunable` is not), as (name, variable)."""
+    trainable = {w.ref() for w in model.trainable_weights}
+    return [(k.name, k.variable) for k in _model_kernels(model, embeddings=True) if k.variable.ref() in trainable]
 
 
 def coverage(
@@ -464,14 +466,16 @@ def prunable(
 
 @dataclasses.dataclass(frozen=True)
 class MaskedWeight:
-    """One prunable tensor: its readable name, the weight variable, the mask variable and the
-    layer that holds the weight (the wrapped layer, or its sublayer: an RNN cell, an attention
-    projection)."""
+    """One prunable tensor: its readable name, the weight variable, the mask variable, the layer
+    that holds the weight (the wrapped layer, or its sublayer: an RNN cell, an attention
+    projection), and whether the weight was trainable when the entry was read (a layer frozen
+    after `prunable` holds masks that pruning leaves as they are)."""
 
     name: str
     weight: tf.Variable
     mask: tf.Variable
     layer: keras.layers.Layer
+    trainable: bool = True
 
 
 def _holders(model: keras.Model) -> list[MaskHolder]:
@@ -480,6 +484,7 @@ def _holders(model: keras.Model) -> list[MaskHolder]:
 
 def masked_weights(model: keras.Model) -> list[MaskedWeight]:
     """The prunable tensors of a model built by `prunable`, in model order."""
+    trainable = {w.ref() for w in model.trainable_weights}
     entries, seen = [], set()
     for holder in _holders(model):
         if not holder.built:
@@ -488,7 +493,7 @@ def masked_weights(model: keras.Model) -> list[MaskedWeight]:
             if weight.ref() in seen:
                 raise ValueError(f"Weight {weight.name!r} is held by two mask holders; wrap each layer once.")
             seen.add(weight.ref())
-            entries.append(MaskedWeight(name, weight, mask, owners[0][0]))
+            entries.append(MaskedWeight(name, weight, mask, owners[0][0], weight.ref() in trainable))
     return entries
 
 

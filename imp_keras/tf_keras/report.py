@@ -28,7 +28,7 @@ def sparsity_report(model: keras.Model, masked: Iterable[str] | None = None) -> 
     stripped = getattr(model, STRIPPED_MASKED, None)
     return report_of(
         [(name, variable.numpy()) for name, variable in trainable_kernels(model)],
-        [(e.name, e.mask.numpy()) for e in masked_weights(model)],
+        [(e.name, e.mask.numpy()) for e in masked_weights(model) if e.trainable],
         masked,
         stripped if stripped is not None else [name for name, _ in plain_kernels(model)],
     )

@@ -40,6 +40,11 @@ def verify(
       block_size: the `block_size` given to `IMPCallback`: whole blocks land within half a block
         of the plan's count.
 
+    Masked weights that are not trainable now (a layer frozen after `prunable`) are checked too
+    (binary masks, pruned weights and their optimizer state 0.0), but pruning leaves them as they
+    are, so the plan's counts and `previous_masks` are over the trainable ones;
+    `VerifyReport.frozen` names the others.
+
     Returns:
       A `VerifyReport` (its `masks` serve as the next call's `previous_masks`).
 
@@ -55,14 +60,15 @@ def verify(
             f"`model` {model.name!r} has no imp_keras mask holders: it is not a model built by `imp_keras.prunable`."
         )
     check_arguments(plan, cycle)
-    shapes = [(e.name, tuple(e.mask.shape)) for e in entries]
-    previous = None if previous_masks is None else check_previous(previous_masks, shapes)
-    sizes = masking.block_sizes(entries, None if block_size is None else check_block_size(block_size))
+    counted = [e for e in entries if e.trainable]  # what pruning acts on, and what the plan counts
+    previous = None if previous_masks is None else check_previous(previous_masks, [(e.name, tuple(e.mask.shape)) for e in counted])
+    sizes = masking.block_sizes(counted, None if block_size is None else check_block_size(block_size))
     optimizer = getattr(model, "optimizer", None)
     states = [
         TensorState(
             e.name, e.mask.numpy(), e.weight.numpy(),
             tuple((s.name, s.numpy()) for s in (masking.optimizer_slots(optimizer, e.weight) if optimizer is not None else [])),
+            e.trainable,
         )
         for e in entries
     ]

@@ -62,6 +62,24 @@ def make_mlp():
 
 
 @pytest.fixture
+def frozen_fc1(make_mlp):
+    """The MLP through `prunable`, its fc1 [12, 8] given a mask with every 4th weight pruned (72
+    alive), then frozen through the original model's layer, as `base.trainable = False` after
+    wrapping. Returns the model, fc1's kernel, bias and mask, and their values as NumPy arrays."""
+
+    def make(k):
+        plain = make_mlp(k)
+        model = k.prunable(plain)
+        fc1 = k.masked_weights(model)[0]
+        k.apply_masks([fc1], [np.arange(96).reshape(12, 8) % 4 != 0])
+        plain.get_layer("fc1").trainable = False
+        variables = (fc1.weight, plain.get_layer("fc1").bias, fc1.mask)
+        return model, variables, [as_numpy(v).copy() for v in variables]
+
+    return make
+
+
+@pytest.fixture
 def train_data():
     """64 seeded examples of 12 features; the label is the argmax of the first three."""
     rng = np.random.default_rng(0)

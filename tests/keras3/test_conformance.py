@@ -219,3 +219,37 @@ def test_compiled_steps_keep_masks_and_read_live_allr_peaks(api, make_mlp, train
     assert np.all(np.abs(peaks - 0.1) > 0.01), peaks  # a stale peak (the initial 0.1) would show
     expected = [float(numpy(schedule(step))) for step in range(PLAN.total_epochs * STEPS)]
     np.testing.assert_allclose(applied, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_a_layer_frozen_after_prunable_is_left_out_of_pruning_and_its_counts(api, frozen_fc1, train_data, numpy, recwarn):
+    # The plan over logits' 24 weights alone: 24 -> 11 -> 5 -> 2 alive (removes 13, 6, 3).
+    model, variables, frozen = frozen_fc1(api)
+    schedule = compile_imp(api, model)
+    callback = api.IMPCallback(PLAN, schedule, verbose=0)
+    history = []
+    for epochs in ((0, 2), (2, 4)):  # two fit calls: one warning
+        fitted = model.fit(*train_data, batch_size=16, initial_epoch=epochs[0], epochs=epochs[1], callbacks=[callback], verbose=0, shuffle=False)
+        history += fitted.history["sparsity"]
+    (warning,) = [w for w in recwarn if "frozen" in str(w.message)]
+    assert str(warning.message) == (
+        "IMPCallback: 1 masked tensor(s) are frozen (trainable=False) and left out of pruning, their masks kept as they "
+        "are: fc1/kernel. The counts are over the 24 weights of the 1 trainable masked tensor(s); keep what is frozen "
+        "the same for the whole run."
+    )
+    assert history == pytest.approx([1 - a / 24 for a in (24, 11, 5, 2)])
+    for before, after in zip(frozen, variables):
+        np.testing.assert_array_equal(before, numpy(after))  # kernel, bias and mask bit-identical
+    report = api.verify(model, PLAN, cycle=3)
+    assert (report.names, report.alive, report.total, report.expected_alive, report.frozen) == (("logits/kernel",), 2, 24, 2, ("fc1/kernel",))
+    sparsity = api.sparsity_report(model)
+    assert (sparsity.total, sparsity.pruned, sparsity.kernel_total, sparsity.unmasked) == (24, 22, 24, ())
+    assert api.sparsity_report(api.strip(model)) == sparsity
+
+
+def test_a_model_whose_masked_layers_are_all_frozen_is_refused(api, make_mlp, train_data):
+    plain = make_mlp(api)
+    model = api.prunable(plain)
+    plain.trainable = False
+    compile_imp(api, model)
+    with pytest.raises(ValueError, match=r"every masked weight is frozen \(trainable=False\), so there is nothing to prune: fc1/kernel, logits/kernel\."):
+        fit_imp(api, model, train_data)

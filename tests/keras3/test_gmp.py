@@ -8,6 +8,7 @@ t = 0, 1/4, 1/2, 3/4, 1, s(t) = 0.9 (1 - (1 - t)^3) = 0, 0.5203, 0.7875, 0.8859,
 """
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -30,20 +31,21 @@ class Probe:
 
     def __init__(self, api, numpy):
         self.api, self.numpy = api, numpy
-        self.alive, self.masks = [], []
+        self.alive, self.tensors, self.masks = [], [], []
 
     def read(self, model) -> list[np.ndarray]:
         sync(model)
         return [self.numpy(e.mask) != 0 for e in self.api.masked_weights(model)]
 
     def callback(self, every_step: bool = True):
-        """With `every_step`, reads (and on JAX syncs) the masks after every step too."""
+        """With `every_step`, reads (and on JAX syncs) the masks after every step too: alive per tensor and in all."""
         probe = self
 
         class _Probe(self.api.keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
                 if every_step:
-                    probe.alive.append(sum(int(m.sum()) for m in probe.read(self.model)))
+                    probe.tensors.append([int(m.sum()) for m in probe.read(self.model)])
+                    probe.alive.append(sum(probe.tensors[-1]))
 
             def on_epoch_end(self, epoch, logs=None):
                 probe.masks.append(probe.read(self.model))
@@ -270,3 +272,49 @@ def test_gmp_top_level_name_is_the_default_flavours():
     callback = imp_keras.GMPCallback(0.9)
     assert isinstance(callback, imp_keras.GMPCallback)
     assert isinstance(callback, adapter(default_flavour()).GMPCallback)
+
+
+def test_gmp_leaves_a_layer_frozen_after_prunable_as_it_is(api, frozen_fc1, train_data, numpy):
+    # The schedule over logits' 24 weights alone: s(t) over positions 4, 6, 8, 10, 12 leaves
+    # 24 - round(s * 24) = 24, 12, 5, 3, 2 alive, so 24, 5, 2, 2 at the epoch ends.
+    model, variables, frozen = frozen_fc1(api)
+    compile_gmp(api, model)
+    probe = Probe(api, numpy)
+    with pytest.warns(UserWarning, match=r"^GMPCallback: 1 masked tensor\(s\) are frozen .*: fc1/kernel\. The counts are over the 24 weights"):
+        history, _ = fit_gmp(api, model, train_data, [probe.callback(every_step=False)])
+    assert [int(masks[1].sum()) for masks in probe.masks] == [24, 5, 2, 2]
+    assert history.history["sparsity"] == pytest.approx([1 - a / 24 for a in (24, 5, 2, 2)])
+    for before, after in zip(frozen, variables):
+        np.testing.assert_array_equal(before, numpy(after))  # kernel, bias and mask (72 alive) bit-identical
+    report = api.verify(model)
+    assert (report.names, report.alive, report.total, report.frozen) == (("logits/kernel",), 2, 24, ("fc1/kernel",))
+
+
+def test_gmp_min_alive_keeps_its_floor_at_every_update_and_the_exact_counts(api, make_mlp, train_data, numpy):
+    # A floor of 6 in fc1 [12, 8] and logits [8, 3]: the goal's 12 alive is reachable only as 6 + 6.
+    model = api.prunable(make_mlp(api))
+    compile_gmp(api, model)
+    probe = Probe(api, numpy)
+    fit_gmp(api, model, train_data, [probe.callback()], min_alive=6)
+    assert probe.alive == ALIVE_AFTER_STEP
+    assert min(min(counts) for counts in probe.tensors) == 6
+    assert probe.tensors[-1] == [6, 6]
+    assert_pruned_and_slots_zero(api, model, numpy)
+
+
+@pytest.mark.parametrize(
+    "min_alive, removable",
+    [(7, "106 (88.33% sparsity)"), (0.25, "90 (75.00% sparsity)")],  # 96 - 7 + 24 - 7; 96 - 24 + 24 - 6
+)
+def test_gmp_goal_the_floor_cannot_reach_is_refused_before_training(api, make_mlp, train_data, numpy, min_alive, removable):
+    model = api.prunable(make_mlp(api))
+    compile_gmp(api, model)
+    before = [numpy(w).copy() for w in model.weights]
+    message = (
+        rf"goal_sparsity=0.9 needs 108 of the 120 prunable weights removed, but selection='global' can remove at most "
+        rf"{re.escape(removable)}: min_alive={min_alive} keeps a floor in every tensor"
+    )
+    with pytest.raises(ValueError, match=message):
+        fit_gmp(api, model, train_data, min_alive=min_alive)
+    for a, b in zip(before, model.weights):
+        np.testing.assert_array_equal(a, numpy(b))  # refused before any step

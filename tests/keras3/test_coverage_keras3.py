@@ -1,0 +1,105 @@
+"""What `prunable` leaves unmasked, in every flavour: listed one line per layer type with the
+reason, and refused when kernels left for a reason the user did not choose hold most of the
+model's trainable kernel weights (the rule and wording of `imp_keras.core.coverage`).
+
+Models: Embedding(1000, 16) -> LSTM(32) -> Dense(2): 16,000 + 2,048 + 4,096 + 64 = 22,208 kernel
+weights; a custom layer keeping its [3, 40] kernel in a list (120 weights no mask can reach)
+before Dense(units) ([40, units]).
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from imp_keras.core.coverage import FROZEN
+
+EMBEDDING_REFUSED = (
+    "16,000 of its 22,208 trainable kernel weights (72.05%) would not be masked: Embedding: 1 tensor(s), 16,000 "
+    "weights not masked (embedding table: pass embeddings=True to prune it). Prune them as said, or keep them dense "
+    "explicitly with `exclude=[...]` (layer names or classes)."
+)
+NOT_AN_ATTRIBUTE = "not held as a layer attribute (in a list or dict?), so no mask can be handed to the layer"
+
+
+def text_model(k):
+    x = k.keras.Input((12,), dtype="int32")
+    y = k.keras.layers.Embedding(1000, 16, name="emb")(x)
+    y = k.keras.layers.LSTM(32, name="lstm")(y)
+    return k.keras.Model(x, k.keras.layers.Dense(2, name="out")(y))
+
+
+def list_kernel_model(k, units):
+    class ListKernel(k.keras.layers.Layer):
+        """Keeps its kernel in a list: no mask can be handed to it."""
+
+        def build(self, input_shape):
+            self.store = [self.add_weight(name="w", shape=(input_shape[-1], 40))]
+
+        def call(self, x):
+            return x @ self.store[0]
+
+    return k.keras.Sequential([k.keras.Input((3,)), ListKernel(name="hidden"), k.keras.layers.Dense(units, name="out")])
+
+
+def sizes(api, model):
+    return [int(np.prod(e.weight.shape)) for e in api.masked_weights(model)]
+
+
+def test_embedding_table_refused_unless_pruned_or_excluded(api, capsys):
+    with pytest.raises(ValueError, match=r"^Model '\w+': " + re.escape(EMBEDDING_REFUSED) + "$"):
+        api.prunable(text_model(api))
+    model = api.prunable(text_model(api), exclude=["emb"])
+    assert capsys.readouterr().out.splitlines() == ["imp_keras: Embedding: 1 tensor(s), 16,000 weights not masked (excluded by `exclude`)"]
+    assert sizes(api, model) == [2048, 4096, 64]
+    model = api.prunable(text_model(api), embeddings=True)
+    assert capsys.readouterr().out == ""
+    assert sizes(api, model) == [16000, 2048, 4096, 64]
+    assert api.coverage(model, embeddings=True) == []
+
+
+def test_kernel_no_mask_can_reach_is_listed_and_refused_when_it_holds_most_weights(api, capsys):
+    model = api.prunable(list_kernel_model(api, 4))  # 120 unmasked against 160 masked
+    assert sizes(api, model) == [160]
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"imp_keras: ListKernel: 1 tensor(s), 120 weights not masked ({NOT_AN_ATTRIBUTE}")
+    assert [(s.layer_type, s.tensors, s.weights) for s in api.coverage(model)] == [("ListKernel", ("hidden/w",), 120)]
+    with pytest.raises(ValueError, match=re.escape(f"120 of its 200 trainable kernel weights (60.00%) would not be masked: ListKernel: 1 tensor(s), 120 weights not masked ({NOT_AN_ATTRIBUTE}")):
+        api.prunable(list_kernel_model(api, 2))
+    model = api.prunable(list_kernel_model(api, 2), exclude=["hidden"])
+    assert sizes(api, model) == [80]
+    assert capsys.readouterr().out.splitlines() == ["imp_keras: ListKernel: 1 tensor(s), 120 weights not masked (excluded by `exclude`)"]
+
+
+def test_frozen_kernels_never_count_against_coverage(api, capsys):
+    base = text_model(api)
+    base.get_layer("emb").trainable = False
+    model = api.prunable(base)
+    assert capsys.readouterr().out.splitlines() == ["imp_keras: Embedding: 1 tensor(s), 16,000 weights not masked (frozen: trainable=False, never pruned)"]
+    assert sizes(api, model) == [2048, 4096, 64]
+
+
+def test_keras3_include_is_a_choice_the_user_made(capsys):
+    from imp_keras import keras3 as api
+
+    model = api.prunable(text_model(api), include=["out"])
+    assert capsys.readouterr().out.splitlines() == [
+        "imp_keras: Embedding: 1 tensor(s), 16,000 weights not masked (not matched by `include`)",
+        "imp_keras: LSTMCell: 2 tensor(s), 6,144 weights not masked (not matched by `include`)",
+    ]
+    assert sizes(api, model) == [64]
+    with pytest.raises(ValueError, match=r"`verbose` must be 0 or 1. Received: verbose=2"):
+        api.prunable(text_model(api), verbose=2)
+
+
+def test_keras3_kernel_trainable_again_after_wrapping_is_listed():
+    from imp_keras import keras3 as api
+
+    x = api.keras.Input((4, 8))
+    attention = api.keras.layers.MultiHeadAttention(2, 4, name="mha")
+    plain = api.keras.Model(x, attention(x, x))
+    attention._query_dense.trainable = False
+    model = api.prunable(plain, verbose=0)
+    assert [(s.layer_type, s.reason, s.tensors) for s in api.coverage(model)] == [("EinsumDense", FROZEN, ("mha/query/kernel",))]
+    attention._query_dense.trainable = True  # its holder was built without a mask for it
+    again = "trainable again since its MaskHolder was built: wrap the layer again"
+    assert [(s.layer_type, s.reason, s.tensors, s.weights) for s in api.coverage(model)] == [("EinsumDense", again, ("mha/query/kernel",), 64)]
