@@ -353,7 +353,7 @@ def test_model_with_nothing_prunable_is_refused_before_training(tmp_path, monkey
     ))
     nothing = config()
     nothing.model.name = "no_kernels"
-    with pytest.raises(ValueError, match=r"has no prunable weights: no Dense or Conv kernels"):
+    with pytest.raises(ValueError, match=r"has no prunable weights: no trainable kernel \(or PrunableLayer\) outside `exclude`"):
         train.run(nothing, tmp_path, verbose=0)
     assert sorted(os.listdir(tmp_path)) == [rundir.CONFIG]
 
