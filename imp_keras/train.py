@@ -3,12 +3,13 @@
     python -m imp_keras.train --config=configs/mnist_lenet.py --workdir=runs/mnist_lenet
     python -m imp_keras.train --config=configs/mnist_lenet.py --workdir=runs/m98 --config.goal_sparsity=0.98
     python -m imp_keras.train --config=configs/cifar10_resnet20.py:quick --workdir=/tmp/smoke
+    python -m imp_keras.train --config=configs/mnist_lenet_gmp.py --workdir=runs/gmp98   # gradual magnitude pruning
 
 Re-running the same command after a crash continues from the last finished epoch
 (BackupAndRestore in `<workdir>/backup`; a damaged latest backup falls back to the one before, see
 `imp_keras.backup`); re-running a finished run does nothing and says so. A NaN or Inf stops the run
-before the faulty epoch is backed up (`imp_keras.NaNGuard`), and every cycle is verified
-(`imp_keras.verify`). From Python: `imp_keras.train.run(config, workdir)`. The workdir's files are
+before the faulty epoch is backed up (`imp_keras.NaNGuard`), and every cycle (GMP: its goal, reached,
+and the end of the run) is verified (`imp_keras.verify`). From Python: `imp_keras.train.run(config, workdir)`. The workdir's files are
 listed in `imp_keras.rundir`.
 
 The config's `keras` field chooses the Keras: `tf_keras` (tfmot, on TensorFlow) or `keras3` on its
