@@ -8,7 +8,10 @@ BENCHMARKS.md's Conv-2 setup (two 3x3 convolutions of 16 filters, max-pooling, D
 -> 256 -> 10; LR 0.05: no batch normalisation), here on all 60,000 training images. Data: the
 original IDX files in ../shared/data/fashion-mnist; no augmentation. Keras 3 on JAX.
 
-Expected: see MEASURED below.
+Expected (measured, the full run, on 2 CPU cores shared with another test job, Keras 3 on JAX, seed
+0, without the export: 657 s of training, 30-60 s an epoch): test accuracy 92.32 % at 95.00 %
+sparsity (fc1 97.61 %, fc2 67.23 %, the convolutions 22 % and 45 %), after 30 mask updates at steps
+702, ..., 3502 and 3510 of the 7,020; 87.45 % after the first (dense) epoch.
 
     python -m imp_keras.train --config=configs/fashion_mnist_gmp.py --workdir=runs/fashion_gmp
     python -m imp_keras.train --config=configs/fashion_mnist_gmp.py:quick --workdir=/tmp/fashion_gmp_quick   # smoke test

@@ -7,7 +7,11 @@ steps with one global magnitude threshold (monotone masks). The setting of BENCH
 global masks" at its 15-epoch budget, where it beat every IMP variant from 95 % on. Data: the
 original IDX files in ../shared/data/mnist. Keras 3 on JAX, as the main job.
 
-Expected (measured on 2 CPU cores, Keras 3 on JAX, one run, seed 0): see MEASURED below.
+Expected (measured on 2 CPU cores shared with another test job, Keras 3 on JAX, seed 0: 12 s of
+training, 14 s with the export of .keras and .weights.h5): test accuracy 98.03 % at 98.00 % sparsity
+(fc1 98.88 %, fc2 92.88 %, logits 44.50 %), after 30 mask updates at steps 702, 802, ..., 3502 and
+3510 of the 7,020 (468 an epoch); BENCHMARKS.md's global GMP at this setting: 98.03 ± 0.17 over 3
+seeds (tf_keras).
 
     python -m imp_keras.train --config=configs/mnist_lenet_gmp.py --workdir=runs/mnist_lenet_gmp
     python -m imp_keras.train --config=configs/mnist_lenet_gmp.py:quick --workdir=/tmp/mnist_gmp_quick   # smoke test
