@@ -36,6 +36,7 @@ from imp_keras.models import MIN_IMAGE_SIDE, MODELS, check_arguments
 __all__ = [
     "DECAYS",
     "EXPORT_PRESETS",
+    "GMP_FIELDS",
     "METHODS",
     "OPTIMIZERS",
     "VARIANTS",
@@ -65,7 +66,7 @@ _TUNABLE = ("constant", "linear", "cosine")
 # Formats of the Keras 3 exporter that need TensorFlow on a backend that does not: never chosen by a preset.
 _NEEDS_TENSORFLOW = ("tf_saved_model",)
 # Fields only GMP uses, and fields GMP does not use: a method refuses the other's set away from its default.
-_GMP_FIELDS = ("gmp_begin", "gmp_end", "gmp_unit", "gmp_frequency")
+GMP_FIELDS = ("gmp_begin", "gmp_end", "gmp_unit", "gmp_frequency")
 _IMP_FIELDS = ("cycles", "retrain_epochs", "total_epochs", "retrain_kind", "retrain_lr", "exact_goal", "reset_optimizer")
 
 
@@ -427,9 +428,9 @@ def _check_method_fields(config: ml_collections.ConfigDict) -> None:
     """Refuses fields of another method set away from their defaults (they would be ignored), and a GMP
     window that cannot reach the goal within `pretrain_epochs` (in steps: when the data are read)."""
     defaults = base_config()
-    for field in _IMP_FIELDS if config.method == "gmp" else _GMP_FIELDS:
+    for field in _IMP_FIELDS if config.method == "gmp" else GMP_FIELDS:
         if config[field] != defaults[field]:
-            users = "GMP uses" if field in _GMP_FIELDS else "IMP and BIMP use"
+            users = "GMP uses" if field in GMP_FIELDS else "IMP and BIMP use"
             _fail(field, f"left at its default {defaults[field]!r} with method={config.method!r} (only {users} it)", config[field])
     if config.method != "gmp":
         return
@@ -439,7 +440,7 @@ def _check_method_fields(config: ml_collections.ConfigDict) -> None:
 
 
 def _gmp_fields(config: ml_collections.ConfigDict) -> str:
-    return ", ".join(f"{field}={config[field]!r}" for field in _GMP_FIELDS)
+    return ", ".join(f"{field}={config[field]!r}" for field in GMP_FIELDS)
 
 
 def gmp_schedule(config: ml_collections.ConfigDict) -> CubicSchedule:

@@ -95,12 +95,13 @@ def _locked(workdir: str) -> Iterator[None]:
 
 
 def _as_written_now(recorded: dict[str, Any], config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """A config.json written before the `keras` and `backend` fields and the export presets existed,
-    as this version writes the same experiment: tf_keras on TensorFlow, and a list of formats that
-    the config's preset resolves to as that preset."""
+    """A config.json written before the `keras` and `backend` fields, the export presets and the GMP
+    fields existed, as this version writes the same experiment: tf_keras on TensorFlow, the GMP
+    fields at their defaults, and a list of formats that the config's preset resolves to as that preset."""
     if not isinstance(recorded, dict):
         return recorded
-    recorded = {"keras": "tf_keras", "backend": "tensorflow", **recorded}
+    defaults = experiment.base_config()
+    recorded = {"keras": "tf_keras", "backend": "tensorflow", **{field: defaults[field] for field in experiment.GMP_FIELDS}, **recorded}
     if recorded.get("export_formats") == list(experiment.export_formats(config)):
         recorded["export_formats"] = list(config.export_formats)
     return recorded

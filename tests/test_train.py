@@ -213,12 +213,13 @@ def test_run_leaves_the_callers_process_as_it_found_it(tmp_path):
 
 
 def test_workdir_of_the_version_before_keras3_is_the_same_experiment(tmp_path, capsys):
-    """A config.json written before the `keras` and `backend` fields and the export presets: read
-    as tf_keras on TensorFlow, its list of formats as the preset that resolves to it."""
+    """A config.json written before the `keras` and `backend` fields, the export presets and the GMP
+    fields: read as tf_keras on TensorFlow with the GMP fields' defaults, its list of formats as the
+    preset that resolves to it."""
     config = synthetic_config(pretrain_epochs=1, cycles=1, retrain_epochs=1)
     first = train.run(config, tmp_path, verbose=0)
     recorded = json.loads((tmp_path / "config.json").read_text())
-    del recorded["keras"], recorded["backend"]
+    del recorded["keras"], recorded["backend"], recorded["gmp_begin"], recorded["gmp_end"], recorded["gmp_unit"], recorded["gmp_frequency"]
     (tmp_path / "config.json").write_text(json.dumps(recorded))
     assert train.run(config, tmp_path) == first
     assert "has finished" in capsys.readouterr().out
