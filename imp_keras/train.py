@@ -8,9 +8,9 @@
 Re-running the same command after a crash continues from the last finished epoch
 (BackupAndRestore in `<workdir>/backup`; a damaged latest backup falls back to the one before, see
 `imp_keras.backup`); re-running a finished run does nothing and says so. A NaN or Inf stops the run
-before the faulty epoch is backed up (`imp_keras.NaNGuard`), and every cycle (GMP: its goal, reached,
-and the end of the run) is verified (`imp_keras.verify`). From Python: `imp_keras.train.run(config, workdir)`. The workdir's files are
-listed in `imp_keras.rundir`.
+before the faulty epoch is backed up (`imp_keras.NaNGuard`), and every cycle (GMP: the epoch that
+reaches its goal, and the last) is verified (`imp_keras.verify`). From Python:
+`imp_keras.train.run(config, workdir)`. The workdir's files are listed in `imp_keras.rundir`.
 
 The config's `keras` field chooses the Keras: `tf_keras` (tfmot, on TensorFlow) or `keras3` on its
 `backend` (tensorflow, jax or torch), set before Keras is first imported:
