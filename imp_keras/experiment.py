@@ -26,6 +26,7 @@ from typing import Any
 import ml_collections
 
 from imp_keras import distribution, runtime
+from imp_keras.core.gradual import UNITS, CubicSchedule
 from imp_keras.core.plan import Plan
 from imp_keras.core.schedule import KINDS
 from imp_keras.core.selection import CRITERIA
@@ -35,6 +36,7 @@ from imp_keras.models import MIN_IMAGE_SIDE, MODELS, check_arguments
 __all__ = [
     "DECAYS",
     "EXPORT_PRESETS",
+    "GMP_FIELDS",
     "METHODS",
     "OPTIMIZERS",
     "VARIANTS",
@@ -43,6 +45,7 @@ __all__ = [
     "base_schedule",
     "cifar_config",
     "add_weight_decay",
+    "gmp_schedule",
     "export_formats",
     "keras_of",
     "load_data",
@@ -52,7 +55,7 @@ __all__ = [
     "variant",
 ]
 
-METHODS = ("imp", "bimp", "dense")
+METHODS = ("imp", "bimp", "gmp", "dense")
 DECAYS = ("step", "linear", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 VARIANTS = ("quick",)
@@ -62,6 +65,9 @@ EXPORT_PRESETS = ("all", "light")
 _TUNABLE = ("constant", "linear", "cosine")
 # Formats of the Keras 3 exporter that need TensorFlow on a backend that does not: never chosen by a preset.
 _NEEDS_TENSORFLOW = ("tf_saved_model",)
+# Fields only GMP uses, and fields GMP does not use: a method refuses the other's set away from its default.
+GMP_FIELDS = ("gmp_begin", "gmp_end", "gmp_unit", "gmp_frequency")
+_IMP_FIELDS = ("cycles", "retrain_epochs", "total_epochs", "retrain_kind", "retrain_lr", "exact_goal", "reset_optimizer")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -70,7 +76,17 @@ def base_config() -> ml_collections.ConfigDict:
     method: `imp` (prune-retrain cycles), `bimp` (budgeted IMP: `total_epochs` in all, the first
       `pretrain_epochs` dense with a linear schedule, then ALLR cycles) or `dense` (no pruning; a
       dense run whose model later runs feed from with `dense_workdir`). One-shot pruning is
-      `imp` with `cycles=1`.
+      `imp` with `cycles=1`. `gmp` (gradual magnitude pruning, Zhu & Gupta's cubic schedule with
+      the global, monotone masks of `imp_keras.GMPCallback`) trains from scratch for
+      `pretrain_epochs`, its whole budget, with the dense schedule `lr` stretched over them, while
+      the sparsity rises to `goal_sparsity` inside the window [`gmp_begin`, `gmp_end`] (in
+      `gmp_unit`s: `fraction` of the run's steps, `epoch` or `step`), the masks updated every
+      `gmp_frequency` steps. It has no dense model, cycles or phases: its metrics.csv rows leave
+      `phase` and `cycle` out (`sparsity` and `lr` every epoch), and its ladder holds the final
+      model as `gmp_sparsityXX.XX.keras`. The IMP fields (`cycles`, `retrain_epochs`,
+      `total_epochs`, `retrain_kind`, `retrain_lr`, `exact_goal`, `reset_optimizer`,
+      `dense_workdir`) must stay at their defaults with `gmp`, and the `gmp_*` fields with the
+      other methods.
     total_epochs: for `bimp` the whole budget; for `imp`, when > 0, the retraining epochs
       (`total_epochs - pretrain_epochs`) are split evenly over the cycles instead of `retrain_epochs`.
     retrain_kind: FT/LRW/SLR/CLR/LLR/ALLR (`ft`, ..., `allr`) or a tunable schedule
@@ -128,6 +144,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.exact_goal = False
     config.reset_optimizer = True
     config.dense_workdir = ""
+    config.gmp_begin = 0.1
+    config.gmp_end = 0.5
+    config.gmp_unit = "fraction"
+    config.gmp_frequency = 100
 
     config.distribution = "none"
     config.mixed_precision = False
@@ -159,7 +179,7 @@ def cifar_config(dataset: str, weight_decay: float) -> ml_collections.ConfigDict
 
 def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
     """`config` itself (arg None or ""), or its `quick` variant: the same experiment at a tiny budget
-    (1 dense epoch, 2 one-epoch cycles; the first 1024 examples of MNIST or Fashion-MNIST files, 32
+    (1 dense epoch, 2 one-epoch cycles; GMP: 1 epoch; the first 1024 examples of MNIST or Fashion-MNIST files, 32
     synthetic examples of the right shape for the others, a light export), so that every config
     file also serves as a smoke test."""
     if not arg:
@@ -168,9 +188,10 @@ def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collection
         raise ValueError(f"The config argument must be one of {VARIANTS} or empty. Received: {arg!r}")
     config.name += "_quick"
     config.pretrain_epochs = 1
-    config.cycles = 2
-    config.retrain_epochs = 1
-    config.total_epochs = 3 if config.method == "bimp" else 0
+    if config.method != "gmp":  # GMP's window is a fraction of its one epoch
+        config.cycles = 2
+        config.retrain_epochs = 1
+        config.total_epochs = 3 if config.method == "bimp" else 0
     config.export_samples = 16
     config.export_latency_runs = 2
     if config.data.name in ("mnist", "fashion_mnist"):
@@ -314,6 +335,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_bool("exact_goal", config.exact_goal)
     _check_bool("reset_optimizer", config.reset_optimizer)
     _check_str("dense_workdir", config.dense_workdir, "a path (or empty)")
+    _check_number("gmp_begin", config.gmp_begin, 0.0, float("inf"), high_open=True)
+    _check_number("gmp_end", config.gmp_end, 0.0, float("inf"), high_open=True)
+    _check_choice("gmp_unit", config.gmp_unit, UNITS)
+    _check_int("gmp_frequency", config.gmp_frequency, 1)
     _check_choice("distribution", config.distribution, distribution.STRATEGIES)
     _check_bool("mixed_precision", config.mixed_precision)
     _check_bool("xla", config.xla)
@@ -387,6 +412,7 @@ def _check_consistency(config: ml_collections.ConfigDict) -> None:
         _fail("block_size", f"() with selection={config.selection!r} ({why})", config.block_size)
     if config.dense_workdir and config.method != "imp":
         _fail("dense_workdir", f"empty with method={config.method!r} (it trains its own dense epochs)", config.dense_workdir)
+    _check_method_fields(config)
     dense_epochs = config.pretrain_epochs
     if config.method == "bimp" and config.total_epochs < dense_epochs + config.cycles:
         _fail("total_epochs", f"at least pretrain_epochs + cycles = {dense_epochs + config.cycles} for BIMP", config.total_epochs)
@@ -396,6 +422,37 @@ def _check_consistency(config: ml_collections.ConfigDict) -> None:
         longest = max(_retrain_epochs(config))
         if longest > dense_epochs:
             _fail("retrain_epochs", f"at most pretrain_epochs={dense_epochs} for LRW (it rewinds within the dense schedule)", longest)
+
+
+def _check_method_fields(config: ml_collections.ConfigDict) -> None:
+    """Refuses fields of another method set away from their defaults (they would be ignored), and a GMP
+    window that cannot reach the goal within `pretrain_epochs` (in steps: when the data are read)."""
+    defaults = base_config()
+    for field in _IMP_FIELDS if config.method == "gmp" else GMP_FIELDS:
+        if config[field] != defaults[field]:
+            users = "GMP uses" if field in GMP_FIELDS else "IMP and BIMP use"
+            _fail(field, f"left at its default {defaults[field]!r} with method={config.method!r} (only {users} it)", config[field])
+    if config.method != "gmp":
+        return
+    schedule = gmp_schedule(config)
+    if schedule.unit == "epoch" and schedule.end > config.pretrain_epochs:
+        _fail("gmp_end", f"at most pretrain_epochs={config.pretrain_epochs} with gmp_unit='epoch' (GMP would not reach its goal)", config.gmp_end)
+
+
+def _gmp_fields(config: ml_collections.ConfigDict) -> str:
+    return ", ".join(f"{field}={config[field]!r}" for field in GMP_FIELDS)
+
+
+def gmp_schedule(config: ml_collections.ConfigDict) -> CubicSchedule:
+    """GMP's sparsity schedule from the config's `goal_sparsity` and `gmp_*` fields; a `ValueError`
+    naming them when they make no window."""
+    begin, end = config.gmp_begin, config.gmp_end
+    if config.gmp_unit == "step":  # the fields hold floats (a ConfigDict keeps a field's type): whole ones are steps
+        begin, end = (int(v) if float(v).is_integer() else v for v in (begin, end))
+    try:
+        return CubicSchedule(config.goal_sparsity, begin, end, config.gmp_unit, config.gmp_frequency)
+    except ValueError as e:
+        raise ValueError(f"{e} (config fields {_gmp_fields(config)})") from None
 
 
 def _retrain_epochs(config: ml_collections.ConfigDict) -> tuple[int, ...]:
@@ -429,8 +486,9 @@ class Method:
       `dense_workdir`); None for a dense run.
     schedule: the learning rate of every optimizer step of this run (a `LearningRateSchedule` of the
       config's Keras).
-    dense_epochs: epochs of the dense training, this run's or the reused one's.
+    dense_epochs: epochs of the dense training, this run's or the reused one's (0 for GMP).
     epochs: epochs this run trains.
+    gradual: GMP's sparsity schedule (None for the other methods), whose window fits `epochs`.
     """
 
     plan: Plan | None
@@ -438,6 +496,16 @@ class Method:
     dense_epochs: int
     epochs: int
     steps_per_epoch: int
+    gradual: CubicSchedule | None = None
+
+    @property
+    def prunes(self) -> bool:
+        return self.plan is not None or self.gradual is not None
+
+    @property
+    def trains_dense(self) -> bool:
+        """Whether this run trains dense epochs of its own (and writes their model)."""
+        return self.gradual is None and (self.plan is None or self.plan.pretrain_epochs > 0)
 
 
 def base_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Any:
@@ -459,13 +527,22 @@ def base_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> An
 
 def method(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Method:
     """The plan and schedule of `config`; with `dense_workdir`, `config.pretrain_epochs` are the
-    reused run's dense epochs and this run only prunes and retrains."""
+    reused run's dense epochs and this run only prunes and retrains. For GMP, the dense schedule over
+    its `pretrain_epochs` and its window placed in steps (refused, naming the fields, when it ends
+    after the run or is empty)."""
     retrain_schedule = keras_of(config).RetrainSchedule
     reuse = bool(config.dense_workdir)
     dense_epochs = config.pretrain_epochs
     if config.method == "dense":
         schedule = base_schedule(config, steps_per_epoch)
         return Method(None, schedule, dense_epochs, dense_epochs, steps_per_epoch)
+    if config.method == "gmp":
+        gradual = gmp_schedule(config)
+        try:
+            gradual.window(config.pretrain_epochs, steps_per_epoch)
+        except ValueError as e:
+            raise ValueError(f"{e} (config fields {_gmp_fields(config)}, pretrain_epochs={config.pretrain_epochs})") from None
+        return Method(None, base_schedule(config, steps_per_epoch), 0, config.pretrain_epochs, steps_per_epoch, gradual)
     if config.method == "bimp":
         plan = Plan.budgeted(config.goal_sparsity, config.total_epochs, dense_epochs, config.cycles, config.exact_goal)
         schedule = retrain_schedule.budgeted(config.lr.initial, plan, steps_per_epoch)

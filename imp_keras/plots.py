@@ -10,15 +10,18 @@ import numpy as np  # noqa: E402
 __all__ = ["plot_accuracy_vs_sparsity", "plot_lr_schedule"]
 
 
-def plot_accuracy_vs_sparsity(path: str, title: str, dense_accuracy: float | None, cycles: list[dict], metric: str) -> None:
-    """One point per cycle (accuracy at its end against its sparsity), the dense model as a line."""
+def plot_accuracy_vs_sparsity(
+    path: str, title: str, dense_accuracy: float | None, points: list[tuple[float, float, str]], metric: str, legend: str
+) -> None:
+    """One point per (sparsity, accuracy, label) of `points` (IMP: the end of each cycle; GMP: of each
+    pruned epoch), joined as `legend`; the dense model as a line."""
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
-    sparsity = [100 * c["sparsity"] for c in cycles]
-    accuracy = [100 * c["accuracy"] for c in cycles]
-    axes.plot(sparsity, accuracy, "o-", color="tab:blue", label="after each cycle")
-    for s, a, c in zip(sparsity, accuracy, cycles):
+    sparsity = [100 * p[0] for p in points]
+    accuracy = [100 * p[1] for p in points]
+    axes.plot(sparsity, accuracy, "o-", color="tab:blue", label=legend)
+    for s, a, (_, _, label) in zip(sparsity, accuracy, points):
         axes.annotate(f"{a:.2f}%", (s, a), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
-        axes.annotate(f"cycle {c['cycle']}", (s, a), textcoords="offset points", xytext=(0, -13), ha="center", fontsize=7, color="gray")
+        axes.annotate(label, (s, a), textcoords="offset points", xytext=(0, -13), ha="center", fontsize=7, color="gray")
     if dense_accuracy is not None:
         axes.axhline(100 * dense_accuracy, color="black", linestyle="--", linewidth=1, label=f"dense {100 * dense_accuracy:.2f}%")
     axes.set_xlabel("sparsity (% of prunable weights removed)")
@@ -31,10 +34,17 @@ def plot_accuracy_vs_sparsity(path: str, title: str, dense_accuracy: float | Non
     plt.close(figure)
 
 
-def plot_lr_schedule(path: str, title: str, epochs: np.ndarray, rates: np.ndarray, cycle_starts: list[int], dense_epochs: int) -> None:
-    """The learning rate over the run's epochs; retraining cycles shaded and numbered."""
+def plot_lr_schedule(
+    path: str, title: str, epochs: np.ndarray, rates: np.ndarray, cycle_starts: list[int], dense_epochs: int,
+    pruning_window: tuple[float, float] | None = None,
+) -> None:
+    """The learning rate over the run's epochs; retraining cycles shaded and numbered, or GMP's
+    pruning window (first and last mask update, in epochs) shaded."""
     figure, axes = plt.subplots(figsize=(6.4, 3.6))
     axes.plot(epochs, rates, color="tab:red", linewidth=1.2)
+    if pruning_window is not None:
+        axes.axvspan(*pruning_window, color="tab:blue", alpha=0.12)
+        axes.text(sum(pruning_window) / 2, 1.0, "GMP window", transform=axes.get_xaxis_transform(), ha="center", va="bottom", fontsize=8)
     ends = list(cycle_starts[1:]) + [float(epochs[-1]) if len(epochs) else 0.0]
     for number, (start, end) in enumerate(zip(cycle_starts, ends), start=1):
         axes.axvspan(start, end, color="tab:blue" if number % 2 else "tab:cyan", alpha=0.12)

@@ -1,11 +1,13 @@
 """The files of a run's workdir and the callbacks that write them.
 
     config.json          the resolved config, written before anything else
-    metrics.csv          one row per epoch: phase, cycle, sparsity, lr, loss, accuracy, val_loss, ...
+    metrics.csv          one row per epoch: phase, cycle, sparsity, lr, loss, accuracy, val_loss, ... (GMP: no phase
+                         or cycle: it has neither)
     tensorboard/         Keras' scalars, plus per-layer sparsity under tensorboard/sparsity (tf_keras); Keras 3
                          writes the scalars on the TensorFlow backend only
-    ladder/              the stripped model at the end of every cycle (cycleNN_sparsityXX.XX.keras)
-    dense.keras          the stripped model at the end of the dense training (for `dense_workdir`)
+    ladder/              the stripped model at the end of every cycle (cycleNN_sparsityXX.XX.keras); GMP: the
+                         final one (gmp_sparsityXX.XX.keras)
+    dense.keras          the stripped model at the end of the dense training (for `dense_workdir`); not for GMP
     backup/              while the run is unfinished: BackupAndRestore's checkpoint (chief/), the one of
                          the epoch before (previous/), a damaged one set aside (damaged/); see imp_keras.backup
     export/              the final model as SavedModel, .keras, H5 and TFLite, verified (export_report.json)

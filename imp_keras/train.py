@@ -3,13 +3,14 @@
     python -m imp_keras.train --config=configs/mnist_lenet.py --workdir=runs/mnist_lenet
     python -m imp_keras.train --config=configs/mnist_lenet.py --workdir=runs/m98 --config.goal_sparsity=0.98
     python -m imp_keras.train --config=configs/cifar10_resnet20.py:quick --workdir=/tmp/smoke
+    python -m imp_keras.train --config=configs/mnist_lenet_gmp.py --workdir=runs/gmp98   # gradual magnitude pruning
 
 Re-running the same command after a crash continues from the last finished epoch
 (BackupAndRestore in `<workdir>/backup`; a damaged latest backup falls back to the one before, see
 `imp_keras.backup`); re-running a finished run does nothing and says so. A NaN or Inf stops the run
-before the faulty epoch is backed up (`imp_keras.NaNGuard`), and every cycle is verified
-(`imp_keras.verify`). From Python: `imp_keras.train.run(config, workdir)`. The workdir's files are
-listed in `imp_keras.rundir`.
+before the faulty epoch is backed up (`imp_keras.NaNGuard`), and every cycle (GMP: the epoch that
+reaches its goal, and the last) is verified (`imp_keras.verify`). From Python:
+`imp_keras.train.run(config, workdir)`. The workdir's files are listed in `imp_keras.rundir`.
 
 The config's `keras` field chooses the Keras: `tf_keras` (tfmot, on TensorFlow) or `keras3` on its
 `backend` (tensorflow, jax or torch), set before Keras is first imported:
@@ -21,11 +22,13 @@ PyTorch no TensorFlow is imported from the config to the end of the run.
 """
 
 import contextlib
+import dataclasses
 import errno
 import importlib
 import json
 import math
 import os
+import re
 import socket
 import time
 import types
@@ -92,12 +95,13 @@ def _locked(workdir: str) -> Iterator[None]:
 
 
 def _as_written_now(recorded: dict[str, Any], config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """A config.json written before the `keras` and `backend` fields and the export presets existed,
-    as this version writes the same experiment: tf_keras on TensorFlow, and a list of formats that
-    the config's preset resolves to as that preset."""
+    """A config.json written before the `keras` and `backend` fields, the export presets and the GMP
+    fields existed, as this version writes the same experiment: tf_keras on TensorFlow, the GMP
+    fields at their defaults, and a list of formats that the config's preset resolves to as that preset."""
     if not isinstance(recorded, dict):
         return recorded
-    recorded = {"keras": "tf_keras", "backend": "tensorflow", **recorded}
+    defaults = experiment.base_config()
+    recorded = {"keras": "tf_keras", "backend": "tensorflow", **{field: defaults[field] for field in experiment.GMP_FIELDS}, **recorded}
     if recorded.get("export_formats") == list(experiment.export_formats(config)):
         recorded["export_formats"] = list(config.export_formats)
     return recorded
@@ -144,11 +148,13 @@ def _dense_source(config: ml_collections.ConfigDict, mine: dict[str, Any]) -> tu
     model_path = os.path.join(source, rundir.DENSE_MODEL)
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"`dense_workdir` {source} holds no {rundir.CONFIG}: it is not an imp_keras workdir.")
+    theirs = rundir.read_json(config_path)
+    if theirs.get("method") == "gmp":
+        raise ValueError(f"`dense_workdir` {source} is a GMP run: it pruned while it trained and has no dense model. Reuse a `dense` or `imp` run.")
     if not os.path.exists(model_path):
         raise FileNotFoundError(
             f"`dense_workdir` {source} holds no {rundir.DENSE_MODEL}: its dense training has not finished."
         )
-    theirs = rundir.read_json(config_path)
     if theirs.get("method") == "bimp":
         raise ValueError(
             f"`dense_workdir` {source} is a BIMP run: its dense epochs followed BIMP's linear schedule, not "
@@ -166,20 +172,29 @@ def _dense_source(config: ml_collections.ConfigDict, mine: dict[str, Any]) -> tu
     return model_path, accuracy
 
 
+def _rung_epoch(name: str, method: experiment.Method) -> int | None:
+    """The epoch at whose end the ladder file `name` of `method` is written; None for another name."""
+    if method.gradual is not None:
+        # `gmp_rung_name` of the sparsity reached: the goal's, or within half a block of it with `block_size`.
+        return method.epochs - 1 if re.fullmatch(r"gmp_sparsity[\d.]+\.keras", name) else None
+    cycle = rung_cycle(name) if method.plan is not None else None
+    return method.plan.last_epoch_of_cycle(cycle) if cycle is not None and 1 <= cycle <= method.plan.cycles else None
+
+
 def _last_finished_on_disk(workdir: str, method: experiment.Method) -> tuple[int, str]:
     """The last epoch that the workdir's files show finished (-1 for none), and the file showing it."""
     found = [(-1, "")]
     rows = rundir.read_metrics(os.path.join(workdir, rundir.METRICS))
     if rows:
         found.append((rows[-1]["epoch"], rundir.METRICS))
-    if (method.plan is None or method.plan.pretrain_epochs) and os.path.exists(os.path.join(workdir, rundir.DENSE_MODEL)):
+    if method.trains_dense and os.path.exists(os.path.join(workdir, rundir.DENSE_MODEL)):
         found.append((method.dense_epochs - 1, rundir.DENSE_MODEL))
     ladder = os.path.join(workdir, rundir.LADDER)
-    if method.plan is not None and os.path.isdir(ladder):
+    if os.path.isdir(ladder):
         for name in os.listdir(ladder):
-            cycle = rung_cycle(name)
-            if cycle is not None and 1 <= cycle <= method.plan.cycles:
-                found.append((method.plan.last_epoch_of_cycle(cycle), f"{rundir.LADDER}/{name}"))
+            epoch = _rung_epoch(name, method)
+            if epoch is not None:
+                found.append((epoch, f"{rundir.LADDER}/{name}"))
     return max(found)
 
 
@@ -251,8 +266,7 @@ def _summarize(
 ) -> dict[str, Any]:
     rows = rundir.read_metrics(os.path.join(workdir, rundir.METRICS))
     by_epoch = {row["epoch"]: row for row in rows}
-    own_dense = method.plan is None or method.plan.pretrain_epochs > 0
-    if own_dense and method.dense_epochs - 1 in by_epoch:
+    if method.trains_dense and method.dense_epochs - 1 in by_epoch:
         dense_accuracy = by_epoch[method.dense_epochs - 1].get("val_accuracy")
     cycles = []
     if method.plan is not None:
@@ -264,7 +278,8 @@ def _summarize(
                     "accuracy": last.get("val_accuracy"), "loss": last.get("val_loss"), "lr": last.get("lr"),
                 })
     final = rows[-1] if rows else {}
-    report = sparsity_report(model) if method.plan is not None else None
+    report = sparsity_report(model) if method.prunes else None
+    window = method.gradual.window(method.epochs, method.steps_per_epoch) if method.gradual is not None else None
     return {
         "name": config.name,
         "method": config.method,
@@ -273,11 +288,13 @@ def _summarize(
         "dataset": config.data.name,
         "model": config.model.name,
         "eval_split": data.eval_split,
-        "goal_sparsity": config.goal_sparsity if method.plan is not None else 0.0,
+        "goal_sparsity": config.goal_sparsity if method.prunes else 0.0,
         "dense_accuracy": dense_accuracy,
         "dense_epochs": method.dense_epochs,
         "dense_reused_from": os.path.abspath(config.dense_workdir) if config.dense_workdir else None,
         "cycles": cycles,
+        "gmp_window": None if window is None else {**dataclasses.asdict(window), "updates": window.updates},
+        "final_epoch": final.get("epoch"),
         "final_accuracy": final.get("val_accuracy"),
         "final_sparsity": report.sparsity if report else 0.0,
         "epochs": method.epochs,
@@ -295,32 +312,43 @@ def _table(results: dict[str, Any]) -> str:
     lines = [
         f"{results['name']}: {results['method']}"
         + (f", {str(results['retrain_kind']).upper()} retraining, {results['selection']} selection" if results["cycles"] else "")
+        + (f", {results['selection']} selection, {results['gmp_window']['updates']} mask updates" if results["gmp_window"] else "")
         + f"; {results['budget_epochs']} epochs in all, {results['train_seconds']:.0f} s of training",
         f"{'model':<10} {'epoch':>6} {'sparsity':>9} {metric:>20}",
     ]
     if results["dense_accuracy"] is not None:
         source = " (reused)" if results["dense_reused_from"] else ""
         lines.append(f"{'dense':<10} {results['dense_epochs'] - 1 if not source else '-':>6} {0.0:>9.2%} {results['dense_accuracy']:>20.2%}{source}")
-    for cycle in results["cycles"]:
-        accuracy = cycle["accuracy"]
+    rows = [("cycle " + str(c["cycle"]), c["epoch"], c["sparsity"], c["accuracy"]) for c in results["cycles"]]
+    if results["gmp_window"] is not None:
+        rows.append(("gmp", results["final_epoch"], results["final_sparsity"], results["final_accuracy"]))
+    for label, epoch, sparsity, accuracy in rows:
         shown = f"{accuracy:.2%}" if accuracy is not None and not math.isnan(accuracy) else "-"
-        lines.append(f"{'cycle ' + str(cycle['cycle']):<10} {cycle['epoch']:>6} {cycle['sparsity']:>9.2%} {shown:>20}")
+        lines.append(f"{label:<10} {epoch:>6} {sparsity:>9.2%} {shown:>20}")
     return "\n".join(lines)
 
 
 def _plot(workdir: str, results: dict[str, Any], method: experiment.Method, learning_rates: Any) -> None:
     title = f"{results['name']} ({results['dataset']}, {results['model']})"
-    if results["cycles"]:
+    points, legend = [(c["sparsity"], c["accuracy"], f"cycle {c['cycle']}") for c in results["cycles"]], "after each cycle"
+    if method.gradual is not None:  # GMP: its path, the last epoch at each sparsity it reached
+        rows = [r for r in rundir.read_metrics(os.path.join(workdir, rundir.METRICS)) if r.get("sparsity", 0.0) > 0 and "val_accuracy" in r]
+        last = [r for r, after in zip(rows, rows[1:] + [None]) if after is None or after["sparsity"] != r["sparsity"]]
+        points = [(r["sparsity"], r["val_accuracy"], f"epoch {r['epoch']}") for r in last]
+        legend = "last epoch at each sparsity (GMP)"
+    if points:
         plots.plot_accuracy_vs_sparsity(
-            os.path.join(workdir, "accuracy_vs_sparsity.png"), title, results["dense_accuracy"], results["cycles"],
-            f"{results['eval_split']} accuracy",
+            os.path.join(workdir, "accuracy_vs_sparsity.png"), title, results["dense_accuracy"], points,
+            f"{results['eval_split']} accuracy", legend,
         )
     total_steps = method.epochs * method.steps_per_epoch
     steps = np.unique(np.linspace(0, total_steps - 1, min(total_steps, 2000)).round().astype(np.int64))
     starts = list(method.plan.cycle_start_epochs) if method.plan is not None else []
+    window = results["gmp_window"]
     plots.plot_lr_schedule(
         os.path.join(workdir, "lr_schedule.png"), title, steps / method.steps_per_epoch,
-        learning_rates(method.schedule, steps), starts, method.dense_epochs if method.plan is None or method.plan.pretrain_epochs else 0,
+        learning_rates(method.schedule, steps), starts, method.dense_epochs if method.trains_dense else 0,
+        None if window is None else (window["begin_step"] / method.steps_per_epoch, window["end_step"] / method.steps_per_epoch),
     )
 
 
@@ -407,7 +435,7 @@ def _compiled_model(flavour, config, data, method, dense_model, strategy):
     keras = flavour.keras
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = _build_model(config, data, dense_model, keras)
-        if method.plan is not None:
+        if method.prunes:
             model = flavour.prunable(model)
         experiment.add_weight_decay(model, config)
         model.compile(
@@ -424,19 +452,26 @@ def _callbacks(flavour, config, workdir, method, backup_dir, verbose) -> list[An
     # backup of the epoch before, so a re-run repeats the epoch (and rewrites the same ladder file).
     adapter = flavour.adapter
     callbacks = [adapter.NaNGuard(method.plan)]
+    outputs = {"block_size": tuple(config.block_size) or None, "ladder_dir": os.path.join(workdir, rundir.LADDER), "verbose": min(verbose, 1)}
     if method.plan is not None:
         callbacks.append(adapter.IMPCallback(
             method.plan, method.schedule if isinstance(method.schedule, adapter.RetrainSchedule) else None, config.selection,
-            reset_optimizer=config.reset_optimizer, block_size=tuple(config.block_size) or None,
-            ladder_dir=os.path.join(workdir, rundir.LADDER), verbose=min(verbose, 1),
+            reset_optimizer=config.reset_optimizer, **outputs,
+        ))
+    elif method.gradual is not None:
+        # The run's length always given: a resumed run's fit starts later but GMP's window is the run's.
+        gradual = method.gradual
+        callbacks.append(adapter.GMPCallback(
+            gradual.goal_sparsity, begin=gradual.begin, end=gradual.end, unit=gradual.unit, frequency=gradual.frequency,
+            selection=config.selection, epochs=method.epochs, steps_per_epoch=method.steps_per_epoch, **outputs,
         ))
     else:
         callbacks.append(flavour.DenseLogs())
     # Every file of an epoch is written before its backup: a kill in between repeats the epoch,
     # which rewrites them, instead of skipping them.
-    if method.plan is None or method.plan.pretrain_epochs:
+    if method.trains_dense:
         callbacks.append(flavour.DenseSnapshot(os.path.join(workdir, rundir.DENSE_MODEL), method.dense_epochs - 1))
-    callbacks += flavour.logging_callbacks(workdir, method.plan is not None)
+    callbacks += flavour.logging_callbacks(workdir, method.prunes)
     return callbacks + flavour.backup_callbacks(backup_dir)
 
 
@@ -469,7 +504,8 @@ def _train(flavour, config, workdir, resolved, strategy, chief, extra_callbacks,
             advice = "fix its cause (e.g. a lower `lr.initial`) and start in a new workdir."
             raise NonFiniteError(_stopped(workdir, backup_dir, e, advice)) from e
         except InvariantError as e:
-            advice = "masks or pruned weights were changed behind IMPCallback's back (a callback?), or this is a bug to report."
+            pruner = "GMPCallback" if method.gradual is not None else "IMPCallback"
+            advice = f"masks or pruned weights were changed behind {pruner}'s back (a callback?), or this is a bug to report."
             raise InvariantError(_stopped(workdir, backup_dir, e, advice), e.problems) from e
     else:  # the last epoch was backed up, but the run stopped before writing its results
         flavour.restore_last(model, backup_dir)
@@ -488,7 +524,7 @@ def _train(flavour, config, workdir, resolved, strategy, chief, extra_callbacks,
     files.remove(backup_dir)
     if verbose:
         print("\n" + _table(results))
-        if method.plan is not None:
+        if method.prunes:
             print("\nPer-layer sparsity of the final model:\n" + str(flavour.sparsity_report(model)))
         print(f"\nRun directory: {workdir}")
     return results

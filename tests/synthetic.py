@@ -20,3 +20,14 @@ def synthetic_config(**fields):
     for key, value in fields.items():
         setattr(config, key, value)
     return config
+
+
+def gmp_config(**fields):
+    """`synthetic_config` for GMP: 4 epochs of 8 steps, pruned to 75 % from step 8 to step 24 (a
+    quarter to three quarters of the run), every 4 steps; the IMP fields back at their defaults."""
+    defaults = experiment.base_config()
+    gmp = dict(
+        name="synthetic_gmp", method="gmp", cycles=defaults.cycles, retrain_epochs=defaults.retrain_epochs,
+        pretrain_epochs=4, gmp_begin=0.25, gmp_end=0.75, gmp_frequency=4,
+    )
+    return synthetic_config(**{**gmp, **fields})

@@ -17,6 +17,7 @@ from imp_keras import IMPCallback, NaNGuard, Plan, RetrainSchedule, experiment, 
 from imp_keras.data import DATASETS, INPUT_SHAPES
 from imp_keras.export.tf_keras import FORMATS
 from imp_keras.tf_keras.schedules import KINDS
+from imp_keras.core.gradual import UNITS
 from imp_keras.core.selection import CRITERIA, select
 
 # ---------------------------------------------------------------------------------------------------
@@ -107,6 +108,10 @@ INVALID = {
     "exact_goal": not_a_bool,
     "reset_optimizer": not_a_bool,
     "dense_workdir": not_a_str,
+    "gmp_begin": numbers_outside(0.0, math.inf, high_open=True),
+    "gmp_end": numbers_outside(0.0, math.inf, high_open=True),
+    "gmp_unit": not_one_of(UNITS),
+    "gmp_frequency": ints_below(1),
     "distribution": not_one_of(("none", "mirrored", "multi_worker")),
     "mixed_precision": not_a_bool,
     "xla": not_a_bool,
@@ -248,6 +253,14 @@ def valid_configs(draw):
     if config.method == "imp" and draw(st.booleans()):
         config.dense_workdir = "/runs/dense"
     config.export_formats = tuple(draw(st.lists(st.sampled_from(FORMATS), unique=True, max_size=3)))
+    if config.method == "gmp":  # the IMP fields at their defaults; a window within any run of >= 1 step
+        defaults = experiment.base_config()
+        for field in ("cycles", "retrain_epochs", "total_epochs", "retrain_kind", "retrain_lr", "exact_goal"):
+            config[field] = defaults[field]
+        config.gmp_unit, config.gmp_begin, config.gmp_end = draw(
+            st.sampled_from([("fraction", 0.0, 1.0), ("epoch", 0.0, float(config.pretrain_epochs)), ("step", 0.0, 1.0)])
+        )
+        config.gmp_frequency = draw(st.integers(1, 100))
     return config
 
 
@@ -258,7 +271,7 @@ def test_random_valid_config_passes_and_builds(config, steps_per_epoch):
     method = experiment.method(config, steps_per_epoch)
     experiment.make_optimizer(config, method.schedule)
     models.check_arguments(config.model.name, config.model.kwargs.to_dict())
-    assert method.epochs >= 1 and (method.plan is None) == (config.method == "dense")
+    assert method.epochs >= 1 and method.prunes == (config.method != "dense") and (method.gradual is None) == (config.method != "gmp")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import tensorflow as tf
 import imp_keras
 import imp_keras.export.tf_keras
 from imp_keras import experiment, keras
+from imp_keras.core.gradual import Window
 from imp_keras.tf_keras.schedules import RetrainSchedule, learning_rates
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
@@ -30,7 +31,7 @@ def test_there_is_a_config_per_experiment():
     names = {os.path.basename(path)[:-3] for path in CONFIGS}
     assert {
         "mnist_lenet", "fashion_mnist_conv4", "cifar10_resnet20", "cifar10_resnet56",
-        "cifar100_wrn28_10", "cifar10_vgg16", "imagenet_resnet50",
+        "cifar100_wrn28_10", "cifar10_vgg16", "imagenet_resnet50", "mnist_lenet_gmp", "fashion_mnist_gmp",
     } <= names
 
 
@@ -43,7 +44,7 @@ def test_config_loads_validates_and_documents_its_command(path):
     else:  # Keras 3 runs on TensorFlow in this process; only a fresh one can take another backend
         _validate_in_a_fresh_process(path)
     assert quick.name == config.name + "_quick"
-    assert quick.pretrain_epochs == 1 and quick.cycles == 2
+    assert quick.pretrain_epochs == 1 and quick.cycles == (3 if config.method == "gmp" else 2)
     with open(path) as f:
         text = f.read()
     relative = "configs/" + os.path.basename(path)
@@ -84,7 +85,11 @@ def test_unknown_variant_is_refused():
         ("cycles", 0, "`cycles` must be an integer >= 1"),
         ("retrain_kind", "warm", "`retrain_kind` must be one of"),
         ("selection", "random", "`selection` must be one of"),
-        ("method", "gmp", "`method` must be one of"),
+        ("method", "gmp_global", "`method` must be one of"),
+        ("gmp_unit", "percent", "`gmp_unit` must be one of \\('fraction', 'epoch', 'step'\\). Received: gmp_unit='percent'"),
+        ("gmp_frequency", 0, "`gmp_frequency` must be an integer >= 1. Received: gmp_frequency=0"),
+        ("gmp_begin", -0.1, "`gmp_begin` must be a number in \\[0.0, inf\\). Received: gmp_begin=-0.1"),
+        ("gmp_end", -1.0, "`gmp_end` must be a number in \\[0.0, inf\\). Received: gmp_end=-1.0"),
         ("distribution", "tpu", "`distribution` must be one of"),
         ("batch_size", 0, "`batch_size` must be an integer >= 1"),
         ("data.name", "svhn", "`data.name` must be one of"),
@@ -125,6 +130,72 @@ def _config(**fields):
 def test_inconsistent_fields_are_refused(fields, message):
     with pytest.raises(ValueError, match=message):
         experiment.validate(_config(**fields))
+
+
+def _gmp(**fields):
+    return _config(**{"method": "gmp", **fields})
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"gmp_begin": 0.5, "gmp_end": 0.4}, r"needs 0 <= begin < end <= 1 \(unit='fraction'\). Received: begin=0.5, end=0.4 \(config fields gmp_begin=0.5, gmp_end=0.4"),
+        ({"gmp_end": 1.5}, r"Received: begin=0.1, end=1.5 \(config fields gmp_begin=0.1, gmp_end=1.5, gmp_unit='fraction', gmp_frequency=100\)"),
+        ({"gmp_unit": "epoch", "gmp_begin": 1, "gmp_end": 12}, r"`gmp_end` must be at most pretrain_epochs=10 with gmp_unit='epoch'.*Received: gmp_end=12"),
+        ({"gmp_unit": "step", "gmp_begin": 0.5, "gmp_end": 40}, r"`begin` must be an integer >= 0.*\(config fields gmp_begin=0.5"),
+        ({"cycles": 5}, r"`cycles` must be left at its default 3 with method='gmp' \(only IMP and BIMP use it\). Received: cycles=5"),
+        ({"retrain_epochs": 1}, "`retrain_epochs` must be left at its default 3 with method='gmp'"),
+        ({"retrain_kind": "allr"}, "`retrain_kind` must be left at its default 'slr' with method='gmp'"),
+        ({"total_epochs": 15}, "`total_epochs` must be left at its default 0 with method='gmp'"),
+        ({"exact_goal": True}, "`exact_goal` must be left at its default False with method='gmp'"),
+        ({"retrain_lr": 0.01}, "`retrain_lr` must be left at its default 0.0 with method='gmp'"),
+        ({"reset_optimizer": False}, "`reset_optimizer` must be left at its default True with method='gmp'"),
+        ({"dense_workdir": "/runs/dense"}, "`dense_workdir` must be empty with method='gmp'"),
+    ],
+)
+def test_gmp_fields_are_checked_naming_them(fields, message):
+    with pytest.raises(ValueError, match=message):
+        experiment.validate(_gmp(**fields))
+
+
+@pytest.mark.parametrize("method", ["imp", "bimp", "dense"])
+def test_gmp_fields_are_refused_by_the_other_methods(method):
+    config = _config(method=method, total_epochs=20 if method == "bimp" else 0, gmp_end=0.6)
+    with pytest.raises(ValueError, match=f"`gmp_end` must be left at its default 0.5 with method='{method}' \\(only GMP uses it\\). Received: gmp_end=0.6"):
+        experiment.validate(config)
+
+
+def test_gmp_method_trains_its_budget_from_scratch_on_the_stretched_schedule():
+    for fields in ({}, {"gmp_unit": "epoch", "gmp_begin": 1, "gmp_end": 2.5}, {"gmp_unit": "step", "gmp_begin": 5, "gmp_end": 25}):
+        experiment.validate(_gmp(pretrain_epochs=4, **fields))
+    method = experiment.method(_gmp(pretrain_epochs=4, gmp_frequency=3), steps_per_epoch=10)
+    assert method.plan is None and method.prunes and not method.trains_dense
+    assert method.epochs == 4 and method.dense_epochs == 0 and method.steps_per_epoch == 10
+    # 10 % to 50 % of 40 steps, every 3 steps: 4, 7, ..., 19 and the end, 20.
+    assert method.gradual.window(4, 10) == Window(4, 20, 3) and method.gradual.window(4, 10).updates == 7
+    rates = learning_rates(method.schedule, np.arange(40))  # step decay at 50 % and 75 % of the 40 steps
+    np.testing.assert_allclose(rates, [0.1] * 20 + [0.01] * 10 + [0.001] * 10, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"gmp_unit": "step", "gmp_begin": 5, "gmp_end": 41}, r"ends at step 41 .* after the run's 40 steps \(4 epochs of 10\).*\(config fields gmp_begin=5.0, gmp_end=41.0, gmp_unit='step', gmp_frequency=100, pretrain_epochs=4\)"),
+        ({"gmp_begin": 0.1, "gmp_end": 0.11}, r"is empty in optimizer steps: it begins and ends at step 4.*\(config fields gmp_begin=0.1, gmp_end=0.11"),
+    ],
+)
+def test_gmp_window_that_misses_the_run_in_steps_is_refused_once_steps_are_known(fields, message):
+    config = _gmp(pretrain_epochs=4, **fields)
+    experiment.validate(config)
+    with pytest.raises(ValueError, match=message):
+        experiment.method(config, steps_per_epoch=10)
+
+
+def test_quick_gmp_keeps_its_window_and_imp_fields():
+    quick = experiment.variant(_gmp(pretrain_epochs=15), "quick")
+    experiment.validate(quick)
+    assert quick.pretrain_epochs == 1 and (quick.cycles, quick.retrain_epochs, quick.total_epochs) == (3, 3, 0)
+    assert (quick.gmp_begin, quick.gmp_end, quick.gmp_frequency) == (0.1, 0.5, 100)
 
 
 def test_files_source_needs_a_data_dir():

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from imp_keras import keras, rundir, train
+from imp_keras import backup, files, keras, rundir, train
 
 from conftest import SHARED_DATA
-from synthetic import synthetic_config
+from synthetic import gmp_config, synthetic_config
 from test_experiment import CONFIGS, load_config
 
 MNIST = os.path.join(SHARED_DATA, "mnist")
@@ -162,7 +162,7 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "path", [p for p in CONFIGS if not p.endswith("mnist_lenet.py")], ids=lambda p: os.path.basename(p)[:-3]
+    "path", [p for p in CONFIGS if not p.endswith(("mnist_lenet.py", "_gmp.py"))], ids=lambda p: os.path.basename(p)[:-3]
 )
 def test_quick_variant_runs_end_to_end(path, tmp_path):
     """Fashion-MNIST on the shared files; the CIFAR and ImageNet configs on synthetic data of their shape."""
@@ -213,12 +213,13 @@ def test_run_leaves_the_callers_process_as_it_found_it(tmp_path):
 
 
 def test_workdir_of_the_version_before_keras3_is_the_same_experiment(tmp_path, capsys):
-    """A config.json written before the `keras` and `backend` fields and the export presets: read
-    as tf_keras on TensorFlow, its list of formats as the preset that resolves to it."""
+    """A config.json written before the `keras` and `backend` fields, the export presets and the GMP
+    fields: read as tf_keras on TensorFlow with the GMP fields' defaults, its list of formats as the
+    preset that resolves to it."""
     config = synthetic_config(pretrain_epochs=1, cycles=1, retrain_epochs=1)
     first = train.run(config, tmp_path, verbose=0)
     recorded = json.loads((tmp_path / "config.json").read_text())
-    del recorded["keras"], recorded["backend"]
+    del recorded["keras"], recorded["backend"], recorded["gmp_begin"], recorded["gmp_end"], recorded["gmp_unit"], recorded["gmp_frequency"]
     (tmp_path / "config.json").write_text(json.dumps(recorded))
     assert train.run(config, tmp_path) == first
     assert "has finished" in capsys.readouterr().out
@@ -230,3 +231,90 @@ def test_workdir_of_the_version_before_keras3_is_the_same_experiment(tmp_path, c
     (tmp_path / "fresh" / "config.json").write_text(json.dumps(old))
     train._record_config(os.fspath(tmp_path / "fresh"), light, True, 1)
     assert "replacing" not in capsys.readouterr().out
+
+
+# LeNet-300-100's 266,200 kernel weights under gmp_config's cubic schedule to 75 %, updates at steps 8
+# (t = 0), 12, 16 (end of epoch 1: t = 0.5, s = 0.75 * 7 / 8, round(174693.75) = 174694 pruned), 20, 24 (the goal).
+GMP_SPARSITIES = [0.0, 174694 / 266200, 0.75, 0.75]
+
+
+def kernel_alive(path):
+    model = keras.models.load_model(path)
+    return sum(int(np.count_nonzero(layer.kernel.numpy())) for layer in model.layers if hasattr(layer, "kernel"))
+
+
+def test_gmp_run_leaves_its_run_directory(tmp_path, capsys):
+    results = train.run(gmp_config(), tmp_path)
+    printed = capsys.readouterr().out
+    assert {"config.json", "metrics.csv", "results.json", "ladder", "tensorboard", "accuracy_vs_sparsity.png",
+            "lr_schedule.png"} <= set(os.listdir(tmp_path))
+    assert not {"dense.keras", "backup", ".lock"} & set(os.listdir(tmp_path))
+
+    rows = rundir.read_metrics(os.path.join(tmp_path, "metrics.csv"))
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3] and not {"phase", "cycle"} & set(rows[0])
+    assert [r["sparsity"] for r in rows] == pytest.approx(GMP_SPARSITIES)
+    # The dense schedule stretched over the 4 epochs: step decay at steps 16 and 24; each row has the epoch's last step.
+    assert [r["lr"] for r in rows] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+
+    assert os.listdir(tmp_path / "ladder") == ["gmp_sparsity75.00.keras"]
+    assert kernel_alive(tmp_path / "ladder" / "gmp_sparsity75.00.keras") == 266200 - 199650
+    assert results["method"] == "gmp" and results["cycles"] == [] and results["dense_accuracy"] is None
+    assert results["gmp_window"] == {"begin_step": 8, "end_step": 24, "frequency": 4, "updates": 5}
+    assert results["final_sparsity"] == 0.75 and results["final_epoch"] == 3 and results["final_accuracy"] == rows[-1]["val_accuracy"]
+    assert results["epochs"] == results["budget_epochs"] == 4 and results["dense_epochs"] == 0
+    assert sum(layer["pruned"] for layer in results["layers"]) == 199650
+    assert "gmp             3    75.00%" in printed and "5 mask updates" in printed
+    for image in ("accuracy_vs_sparsity.png", "lr_schedule.png"):
+        assert (tmp_path / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    with pytest.raises(ValueError, match="is a GMP run: it pruned while it trained and has no dense model"):
+        train.run(synthetic_config(dense_workdir=os.fspath(tmp_path)), tmp_path / "imp", verbose=0)
+
+
+@pytest.mark.parametrize("stop_after", [0, 1, 3])
+def test_interrupted_gmp_run_continues_to_the_same_end(tmp_path, stop_after):
+    """Interrupted after the epoch ending with the window's first update, mid-window (the backup's
+    optimizer step is GMP's position: the resumed fit must continue the schedule, not restart it),
+    and after the last epoch (before the results): the re-run ends as an uninterrupted run."""
+    whole = train.run(gmp_config(), tmp_path / "whole", verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(gmp_config(), tmp_path / "cut", callbacks=[StopAtEpoch(stop_after)], verbose=0)
+    assert not (tmp_path / "cut" / "results.json").exists()
+    resumed = train.run(gmp_config(), tmp_path / "cut", verbose=0)
+
+    drop = ("train_seconds", "wall_seconds")
+    assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in whole.items() if k not in drop}
+    rows_whole = rundir.read_metrics(os.path.join(tmp_path, "whole", "metrics.csv"))
+    rows_cut = rundir.read_metrics(os.path.join(tmp_path, "cut", "metrics.csv"))
+    assert [r["sparsity"] for r in rows_cut] == pytest.approx(GMP_SPARSITIES)
+    for a, b in zip(rows_whole, rows_cut, strict=True):
+        assert {k: v for k, v in a.items() if k != "epoch_seconds"} == {k: v for k, v in b.items() if k != "epoch_seconds"}
+    assert os.listdir(tmp_path / "cut" / "ladder") == ["gmp_sparsity75.00.keras"]
+    for a, b in zip(final_masks_and_weights(tmp_path / "whole"), final_masks_and_weights(tmp_path / "cut"), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gmp_ladder_file_shows_the_run_finished(tmp_path):
+    """A GMP workdir whose final model is on disk but whose backup is gone is refused, not retrained over."""
+    with pytest.raises(KeyboardInterrupt):
+        train.run(gmp_config(), tmp_path, callbacks=[StopAtEpoch(3)], verbose=0)
+    assert os.listdir(tmp_path / "ladder") == ["gmp_sparsity75.00.keras"]
+    files.remove(os.path.join(tmp_path, "backup"))
+    os.remove(tmp_path / "metrics.csv")
+    with pytest.raises(backup.BackupError, match="shows epoch 3 finished \\(ladder/gmp_sparsity75.00.keras\\)"):
+        train.run(gmp_config(), tmp_path, verbose=0)
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.endswith("_gmp.py")], ids=lambda p: os.path.basename(p)[:-3])
+def test_gmp_config_quick_variant_runs_on_tf_keras(path, tmp_path):
+    """The GMP configs (Keras 3 on JAX; test_train_keras3 runs one there) on tf_keras: one epoch of 8
+    steps pruned from step 1 to the goal at step 4."""
+    config = load_config(path, "quick")
+    if not os.path.isdir(config.data.data_dir):
+        pytest.skip(f"needs {config.data.data_dir}")
+    config.keras, config.backend = "tf_keras", "tensorflow"
+    results = train.run(config, tmp_path, verbose=0)
+    assert results["gmp_window"] == {"begin_step": 1, "end_step": 4, "frequency": 100, "updates": 2}
+    assert results["final_sparsity"] == pytest.approx(config.goal_sparsity, abs=1e-6) and results["epochs"] == 1
+    assert os.listdir(tmp_path / "ladder") == [f"gmp_sparsity{100 * config.goal_sparsity:05.2f}.keras"]
+    assert results["export"]["passed"] is True

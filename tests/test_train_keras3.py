@@ -96,14 +96,18 @@ def keras_file_weights(path):
         return arrays
 
 
-def assert_same_run(workdir, reference):
+IMP_LADDER = ["cycle01_sparsity50.00.keras", "cycle02_sparsity75.00.keras"]
+
+
+def assert_same_run(workdir, reference, epochs=6, ladder=IMP_LADDER, models=(rundir.DENSE_MODEL,)):
+    """`workdir` finished with the results, metrics and models (bit for bit) of `reference`: by default
+    the IMP run of kill_during_run.py (6 epochs, its dense model and 2 rungs)."""
     assert rundir.BACKUP not in os.listdir(workdir)
     mine, theirs = (rundir.read_json(os.path.join(w, rundir.RESULTS)) for w in (workdir, reference))
     assert {k: v for k, v in mine.items() if k not in TIMINGS} == {k: v for k, v in theirs.items() if k not in TIMINGS}
-    assert csv_rows(workdir) == csv_rows(reference) and len(csv_rows(workdir)) == 6
-    ladder = sorted(os.listdir(os.path.join(workdir, rundir.LADDER)))
-    assert ladder == ["cycle01_sparsity50.00.keras", "cycle02_sparsity75.00.keras"]
-    for name in [rundir.DENSE_MODEL] + [os.path.join(rundir.LADDER, rung) for rung in ladder]:
+    assert csv_rows(workdir) == csv_rows(reference) and len(csv_rows(workdir)) == epochs
+    assert sorted(os.listdir(os.path.join(workdir, rundir.LADDER))) == ladder
+    for name in list(models) + [os.path.join(rundir.LADDER, rung) for rung in ladder]:
         a, b = keras_file_weights(os.path.join(workdir, name)), keras_file_weights(os.path.join(reference, name))
         assert a.keys() == b.keys()
         for key in a:
@@ -147,6 +151,53 @@ def test_damaged_latest_backup_on_jax_falls_back_to_the_previous_epoch(tmp_path,
     assert "the latest backup is damaged" in finished.stdout and "continuing from the previous one, of epoch 2" in finished.stdout
     assert f"resuming the run in {workdir} at epoch 3 of 6" in finished.stdout
     assert_same_run(workdir, jax_reference)
+
+
+@pytest.fixture(scope="module")
+def jax_gmp_reference(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("jax_gmp_reference")
+    result = run_script(workdir, "--gmp")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "imported: []" in result.stdout
+    return workdir
+
+
+def test_gmp_run_on_jax_prunes_to_the_exact_counts(jax_gmp_reference):
+    """As test_train's GMP run on tf_keras: 266,200 kernel weights, 91,506 alive after epoch 1, 66,550 at the end."""
+    rows = rundir.read_metrics(os.path.join(jax_gmp_reference, rundir.METRICS))
+    assert [r["sparsity"] for r in rows] == pytest.approx([0.0, 174694 / 266200, 0.75, 0.75])
+    assert [r["lr"] for r in rows] == pytest.approx([0.1, 0.1, 0.01, 0.001]) and not {"phase", "cycle"} & set(rows[0])
+    results = rundir.read_json(os.path.join(jax_gmp_reference, rundir.RESULTS))
+    assert results["gmp_window"] == {"begin_step": 8, "end_step": 24, "frequency": 4, "updates": 5}
+    assert results["final_sparsity"] == 0.75 and sum(layer["pruned"] for layer in results["layers"]) == 199650
+    weights = keras_file_weights(os.path.join(jax_gmp_reference, rundir.LADDER, "gmp_sparsity75.00.keras"))
+    assert sum(int(np.count_nonzero(array)) for name, array in weights.items() if name.endswith("vars/0")) == 66550
+    assert rundir.DENSE_MODEL not in os.listdir(jax_gmp_reference)
+
+
+def test_sigkill_of_a_gmp_run_on_jax_then_the_same_command_ends_as_an_uninterrupted_run(tmp_path, jax_gmp_reference):
+    """Killed at step 12 (a mask update, inside the window), then after epoch 2's backup (the goal
+    reached): the resumed fits take GMP's position from the restored optimizer step."""
+    workdir = tmp_path / "run"
+    for epoch, batch, resumes_at in (("1", "4", None), ("2", "end", 1)):
+        killed = run_script(workdir, "--gmp", "--kill", epoch, batch)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        if resumes_at is not None:
+            assert f"resuming the run in {workdir} at epoch {resumes_at} of 4" in killed.stdout
+    finished = run_script(workdir, "--gmp")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert f"resuming the run in {workdir} at epoch 3 of 4" in finished.stdout
+    assert_same_run(workdir, jax_gmp_reference, epochs=4, ladder=["gmp_sparsity75.00.keras"], models=())
+
+
+@pytest.mark.skipif(not os.path.isdir(MNIST), reason="needs ../shared/data/mnist")
+def test_gmp_config_quick_on_jax_without_tensorflow(tmp_path):
+    without_tensorflow("imp_keras.train", "--config=configs/mnist_lenet_gmp.py:quick", f"--workdir={tmp_path}")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["method"] == "gmp" and results["final_sparsity"] == pytest.approx(0.98)
+    assert results["gmp_window"] == {"begin_step": 1, "end_step": 4, "frequency": 100, "updates": 2}
+    assert os.listdir(tmp_path / "ladder") == ["gmp_sparsity98.00.keras"] and results["export"]["passed"] is True
+    assert {"accuracy_vs_sparsity.png", "lr_schedule.png"} <= set(os.listdir(tmp_path))
 
 
 @pytest.mark.parametrize("backend", ["torch", "tensorflow"])
