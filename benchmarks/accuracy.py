@@ -7,6 +7,7 @@ optimizer and base learning rate, from the same seed:
   dense       no pruning, B epochs of the base step schedule (the upper reference);
   tfmot_gmp   tfmot's `prune_low_magnitude`, `PolynomialDecay` from 0 to S (layerwise), B epochs;
   global_gmp  the same cubic schedule and window with imp_keras' global masks, B epochs;
+  gmp         global_gmp through the trainer (`method="gmp"`), on either Keras: the GPU setup's GMP;
   one_shot    T dense epochs, prune to S at once, retrain R epochs with ALLR (IMP with 1 cycle);
   imp_<kind>  T dense epochs, then J prune-retrain cycles over R epochs with FT, LRW, SLR, CLR, LLR
               or ALLR retraining;
@@ -23,7 +24,7 @@ split (the test set); there is no model selection.
 
 On one GPU with JAX (or PyTorch: --backend=torch) and no TensorFlow, the ResNet-20 setup:
 
-    python -m benchmarks.accuracy --setups=fashion_resnet20 --methods=dense,imp_slr,imp_allr,bimp --out_dir=out
+    python -m benchmarks.accuracy --setups=fashion_resnet20 --methods=dense,imp_slr,imp_allr,bimp,gmp --out_dir=out
 
 `python -m benchmarks.accuracy` runs the two main setups one after the other. The setups
 `mnist_lenet_b30` and `mnist_lenet_j6` are single-seed checks run with a few `--methods` (the
@@ -48,11 +49,12 @@ from benchmarks import common
 from imp_keras import experiment, rundir, train
 
 IMP_KINDS = ("ft", "lrw", "slr", "clr", "llr", "allr")
-METHODS = ("dense", "tfmot_gmp", "global_gmp", "one_shot", *(f"imp_{kind}" for kind in IMP_KINDS), "bimp")
+METHODS = ("dense", "tfmot_gmp", "global_gmp", "gmp", "one_shot", *(f"imp_{kind}" for kind in IMP_KINDS), "bimp")
 LABELS = {
     "dense": "dense",
     "tfmot_gmp": "GMP, tfmot (layerwise)",
     "global_gmp": "GMP, global masks",
+    "gmp": "GMP, global masks (trainer)",
     "one_shot": "one-shot + ALLR",
     **{f"imp_{kind}": f"IMP {kind.upper()}" for kind in IMP_KINDS},
     "bimp": "BIMP",
@@ -98,9 +100,9 @@ class Setup:
 # For one GPU with JAX or PyTorch and no TensorFlow: ResNet-20 (the paper's claims are about ResNets)
 # on Fashion-MNIST, whose files are at hand (CIFAR's are not here). Per seed and goal: 20 shared dense
 # epochs, a budget of 30; with GPU_METHODS that is 100 epochs of 469 steps, sized for under 8 minutes on
-# an H200-class GPU (an estimate: not run on one yet). Global GMP joins when the trainer has it.
+# an H200-class GPU (an estimate: not run on one yet; GMP adds 30 epochs per goal).
 GPU_SETUP = "fashion_resnet20"
-GPU_METHODS = ("dense", "imp_slr", "imp_allr", "bimp")
+GPU_METHODS = ("dense", "imp_slr", "imp_allr", "bimp", "gmp")
 _TF_KERAS_METHODS = ("tfmot_gmp", "global_gmp")  # benchmarks.baselines: tf_keras and tfmot
 
 SETUPS = {
@@ -201,6 +203,16 @@ def bimp_config(setup: Setup, seed: int, sparsity: float) -> ml_collections.Conf
     return config
 
 
+def gmp_config(setup: Setup, seed: int, sparsity: float) -> ml_collections.ConfigDict:
+    config = _config(setup, seed, f"gmp_{sparsity}")
+    config.method = "gmp"
+    config.goal_sparsity = sparsity
+    config.pretrain_epochs = setup.budget  # GMP's budget: trained from scratch, pruned in its window
+    config.gmp_begin, config.gmp_end = setup.gmp_window
+    config.gmp_frequency = setup.gmp_frequency
+    return config
+
+
 def schedules(setup: Setup) -> dict[str, str]:
     """The learning rate each method gets, in words (lr0 = the setup's initial rate)."""
     T, R, B, J = setup.dense_epochs, setup.retrain_epochs, setup.budget, setup.cycles
@@ -210,6 +222,7 @@ def schedules(setup: Setup) -> dict[str, str]:
         "dense": f"{step} the {B} epochs",
         "tfmot_gmp": f"{step} the {B} epochs (the dense reference's)",
         "global_gmp": f"{step} the {B} epochs (the dense reference's)",
+        "gmp": f"{step} the {B} epochs (the dense reference's)",
         "one_shot": f"shared dense run ({step} its {T} epochs), then 1 cycle of {R} epochs with ALLR",
         "bimp": f"linear from lr0 to 0 over its own {T} dense epochs, then {cycles} with ALLR",
     }
@@ -290,7 +303,9 @@ def run_setup(setup: Setup, methods: Sequence[str], seeds: int, runs_dir: str, v
                     config = dense_config(setup, seed, setup.budget)
                     record = _gmp_record(_baseline(directory, config, method[: -len("_gmp")], sparsity, setup, verbose))
                 else:
-                    if method == "bimp":
+                    if method == "gmp":
+                        config = gmp_config(setup, seed, sparsity)
+                    elif method == "bimp":
                         config = bimp_config(setup, seed, sparsity)
                     else:
                         kind, cycles = ("allr", 1) if method == "one_shot" else (method[len("imp_"):], setup.cycles)
@@ -380,7 +395,7 @@ def plot(path: str, setup: Setup, summary: dict[str, dict[str, dict[str, Any]]])
 
     figure, panels = plt.subplots(1, 2, figsize=(13, 5.2), sharex=True)
     position = {s: -np.log10(1 - s) for s in setup.sparsities}  # 90 %, 99 % one decade apart
-    styles = {"tfmot_gmp": "--", "global_gmp": "--", "one_shot": ":", "bimp": "-."}
+    styles = {"tfmot_gmp": "--", "global_gmp": "--", "gmp": "--", "one_shot": ":", "bimp": "-."}
     colors = matplotlib.colormaps["tab10"].colors
     markers = "os^vDP*Xdph"
     reference = summary.get("dense", summary.get("dense_pretrain", {})).get("0.0")

@@ -1,11 +1,16 @@
+import glob
+import importlib.util
 import os
 import socket
 import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
+
+from imp_keras import Plan  # noqa: E402  (the core's: imports no Keras)
 
 # Set by tests/test_backends.py when it runs tests/keras3 on the JAX or PyTorch backend: that
 # process must never import TensorFlow, so the tf_keras session below is not touched.
@@ -19,6 +24,23 @@ settings.register_profile("imp_keras", derandomize=True)
 settings.load_profile("imp_keras")
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
+
+
+def load_config(path, arg=None):
+    """The config of the file at `path` (its `arg` variant), loaded as `--config=path:arg` would."""
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def keras3_env(backend: str) -> dict[str, str]:
+    """The environment of a Keras 3 process on `backend`, without TF_USE_LEGACY_KERAS (which tf_keras
+    and tfmot set in this process)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env.update(KERAS_BACKEND=backend, IMP_KERAS_FLAVOURS="keras3", TF_CPP_MIN_LOG_LEVEL="2")
+    return env
 
 
 @pytest.fixture(autouse=True)
@@ -75,3 +97,46 @@ def run_together():
     """A function that starts the processes of one cluster at once and waits for all of them:
     `run_together(commands, envs, cwd=None, timeout=300)` -> [(return code, stdout, stderr)]."""
     return _run_together
+
+# The tf_keras set-up of test_callback, test_verify and test_guard: an MLP 6-16-3 (96 + 48 = 144
+# prunable weights), 64 samples in batches of 16 (4 steps per epoch), plan 90 % in 2 cycles after 2
+# dense epochs, 2 epochs per cycle (main test process only: it uses tf_keras).
+PLAN = Plan(goal_sparsity=0.9, cycles=2, pretrain_epochs=2, retrain_epochs=2)
+STEPS = 4
+
+
+def dataset():
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 6), dtype=np.float32)
+    y = np.argmax(x[:, :3] + x[:, 3:], axis=1).astype("int32")
+    return x, y
+
+
+def mlp():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(16, activation="relu", name="fc"), keras.layers.Dense(3, name="out")]
+    )
+
+
+def build(kind="slr", plan=PLAN, steps=STEPS):
+    import imp_keras
+
+    model = imp_keras.prunable(mlp())
+    schedule = imp_keras.RetrainSchedule(
+        keras.optimizers.schedules.PiecewiseConstantDecay([4], [0.1, 0.05]), plan, steps, kind
+    )
+    model.compile(
+        keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model, schedule
+
+
+def fit(model, callbacks, epochs=None, initial_epoch=0, plan=PLAN):
+    x, y = dataset()
+    return model.fit(
+        x, y, batch_size=16, epochs=epochs or plan.total_epochs, initial_epoch=initial_epoch,
+        callbacks=callbacks, shuffle=False, verbose=0,
+    )

@@ -8,13 +8,9 @@ import sys
 
 import pytest
 
+from conftest import keras3_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def keras3_env(backend: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env.update(KERAS_BACKEND=backend, IMP_KERAS_FLAVOURS="keras3", TF_CPP_MIN_LOG_LEVEL="2")
-    return env
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])

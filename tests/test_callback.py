@@ -18,45 +18,7 @@ import imp_keras
 from imp_keras import IMPCallback, Plan, RetrainSchedule, keras
 from imp_keras.tf_keras.masking import masked_weights, optimizer_slots
 
-PLAN = Plan(goal_sparsity=0.9, cycles=2, pretrain_epochs=2, retrain_epochs=2)
-STEPS = 4
-N_TOTAL = 144
-
-
-def dataset():
-    rng = np.random.default_rng(0)
-    x = rng.random((64, 6), dtype=np.float32)
-    y = np.argmax(x[:, :3] + x[:, 3:], axis=1).astype("int32")
-    return x, y
-
-
-def mlp():
-    keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [keras.Input((6,)), keras.layers.Dense(16, activation="relu", name="fc"), keras.layers.Dense(3, name="out")]
-    )
-
-
-def build(kind="slr", plan=PLAN, steps=STEPS):
-    model = imp_keras.prunable(mlp())
-    schedule = RetrainSchedule(
-        keras.optimizers.schedules.PiecewiseConstantDecay([4], [0.1, 0.05]), plan, steps, kind
-    )
-    model.compile(
-        keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model, schedule
-
-
-def fit(model, callbacks, epochs=None, initial_epoch=0, plan=PLAN):
-    x, y = dataset()
-    return model.fit(
-        x, y, batch_size=16, epochs=epochs or plan.total_epochs, initial_epoch=initial_epoch,
-        callbacks=callbacks, shuffle=False, verbose=0,
-    )
-
+from conftest import PLAN, STEPS, build, dataset, fit, mlp
 
 class Probe(keras.callbacks.Callback):
     """Records masks at every epoch end and weights/slots at every epoch start."""

@@ -1,8 +1,6 @@
 """Experiment configs: every config file loads in both variants and passes validation, bad fields
 are refused naming the field, and the plan and schedule match the epochs the config gives."""
 
-import glob
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,15 +15,7 @@ from imp_keras import experiment, keras
 from imp_keras.core.gradual import Window
 from imp_keras.tf_keras.schedules import RetrainSchedule, learning_rates
 
-CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
-
-
-def load_config(path, arg=None):
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
+from conftest import CONFIGS, load_config
 
 def test_there_is_a_config_per_experiment():
     names = {os.path.basename(path)[:-3] for path in CONFIGS}

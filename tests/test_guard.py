@@ -10,7 +10,7 @@ from imp_keras import IMPCallback, NaNGuard, NonFiniteError, keras
 from imp_keras.backup import saved_epoch
 from imp_keras.tf_keras.masking import masked_weights, optimizer_slots
 
-from test_callback import PLAN, build, dataset, fit
+from conftest import PLAN, build, dataset, fit
 
 
 class Inject(keras.callbacks.Callback):

@@ -12,9 +12,8 @@ import pytest
 
 from imp_keras import backup, files, keras, rundir, train
 
-from conftest import SHARED_DATA
+from conftest import CONFIGS, SHARED_DATA, load_config
 from synthetic import gmp_config, synthetic_config
-from test_experiment import CONFIGS, load_config
 
 MNIST = os.path.join(SHARED_DATA, "mnist")
 

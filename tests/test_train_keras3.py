@@ -19,7 +19,7 @@ import pytest
 from imp_keras import rundir
 
 from conftest import SHARED_DATA
-from test_backends import keras3_env
+from conftest import keras3_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "kill_during_run.py")
@@ -253,12 +253,12 @@ def test_models_on_keras3_have_the_tf_keras_parameter_counts():
 def test_gpu_accuracy_benchmark_smoke_on_jax_without_tensorflow(tmp_path):
     """The GPU setup of benchmarks.accuracy at its smoke size (synthetic data, 8-step epochs) on CPU."""
     without_tensorflow(
-        "benchmarks.accuracy", "--smoke", "--setups=fashion_resnet20", "--methods=dense,imp_allr,bimp", f"--out_dir={tmp_path}"
+        "benchmarks.accuracy", "--smoke", "--setups=fashion_resnet20", "--methods=dense,imp_allr,bimp,gmp", f"--out_dir={tmp_path}"
     )
     report = json.loads((tmp_path / "accuracy_fashion_resnet20.json").read_text())
     assert report["setup"]["keras"] == "keras3" and report["setup"]["backend"] == "jax" and report["smoke"]
-    assert sorted(report["summary"]) == ["bimp", "dense", "dense_pretrain", "imp_allr"]
-    for method in ("bimp", "imp_allr"):
+    assert sorted(report["summary"]) == ["bimp", "dense", "dense_pretrain", "gmp", "imp_allr"]
+    for method in ("bimp", "imp_allr", "gmp"):
         assert report["summary"][method]["0.9"]["sparsity"]["mean"] == pytest.approx(0.9, abs=1e-4)
         assert report["summary"][method]["0.9"]["budget_epochs"] == [4]
     assert (tmp_path / "accuracy_fashion_resnet20.md").read_text().strip()

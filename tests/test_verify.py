@@ -13,7 +13,7 @@ import imp_keras
 from imp_keras import IMPCallback, InvariantError, Plan, keras, verify
 from imp_keras.tf_keras.masking import masked_weights, optimizer_slots
 
-from test_callback import PLAN, build, fit
+from conftest import PLAN, build, fit
 
 
 @pytest.fixture(scope="module")
