@@ -252,7 +252,8 @@ def _baseline(directory: str, config: ml_collections.ConfigDict, kind: str, spar
     return result
 
 
-def _imp_record(results: dict[str, Any]) -> dict[str, Any]:
+def imp_record(results: dict[str, Any]) -> dict[str, Any]:
+    """The record of one `train.run` (dense, IMP, BIMP or GMP): accuracy on its evaluation split, counts, epochs, times."""
     pruned = sum(layer["pruned"] for layer in results["layers"])
     total = sum(layer["total"] for layer in results["layers"])
     return {
@@ -292,7 +293,7 @@ def run_setup(setup: Setup, methods: Sequence[str], seeds: int, runs_dir: str, v
             if wanted:
                 started = time.time()
                 results = train.run(dense_config(setup, seed, epochs), os.path.join(seed_dir, f"dense{epochs}"), verbose=verbose)
-                note({"method": method, "seed": seed, "goal_sparsity": 0.0, **_imp_record(results)}, started)
+                note({"method": method, "seed": seed, "goal_sparsity": 0.0, **imp_record(results)}, started)
         for sparsity in setup.sparsities:
             for method in methods:
                 if method == "dense":
@@ -310,12 +311,12 @@ def run_setup(setup: Setup, methods: Sequence[str], seeds: int, runs_dir: str, v
                     else:
                         kind, cycles = ("allr", 1) if method == "one_shot" else (method[len("imp_"):], setup.cycles)
                         config = imp_config(setup, seed, sparsity, kind, cycles, pretrain_dir)
-                    record = _imp_record(train.run(config, directory, verbose=verbose))
+                    record = imp_record(train.run(config, directory, verbose=verbose))
                 note({"method": method, "seed": seed, "goal_sparsity": sparsity, **record}, started)
     return records
 
 
-def _stats(values: Sequence[float]) -> dict[str, float]:
+def stats(values: Sequence[float]) -> dict[str, float]:
     """Mean, sample standard deviation (0 for a single value), count, min and max."""
     values = np.asarray(values, dtype=np.float64)
     return {
@@ -332,8 +333,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str
         for sparsity in dict.fromkeys(r["goal_sparsity"] for r in records if r["method"] == method):
             group = [r for r in records if r["method"] == method and r["goal_sparsity"] == sparsity]
             summary.setdefault(method, {})[str(sparsity)] = {
-                "accuracy": _stats([r["accuracy"] for r in group]),
-                "sparsity": _stats([r["sparsity"] for r in group]),
+                "accuracy": stats([r["accuracy"] for r in group]),
+                "sparsity": stats([r["sparsity"] for r in group]),
                 "weights_off_goal": max(abs(r["pruned"] - round(sparsity * r["total"])) for r in group),
                 "budget_epochs": sorted({r["budget_epochs"] for r in group}),
                 "own_epochs": sorted({r["own_epochs"] for r in group}),

@@ -3,6 +3,7 @@ import importlib.util
 import os
 import socket
 import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,6 +24,7 @@ if not KERAS3_ONLY:
 settings.register_profile("imp_keras", derandomize=True)
 settings.load_profile("imp_keras")
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
 
@@ -41,6 +43,29 @@ def keras3_env(backend: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env.update(KERAS_BACKEND=backend, IMP_KERAS_FLAVOURS="keras3", TF_CPP_MIN_LOG_LEVEL="2")
     return env
+
+
+# `python -m MODULE ARGS` with TensorFlow made unimportable (as on a machine without it), printing
+# the TensorFlow modules loaded when the process ends.
+WITHOUT_TENSORFLOW = """
+import atexit, runpy, sys
+BLOCKED = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
+for name in BLOCKED:  # importing fails, find_spec finds nothing
+    sys.modules[name] = None
+atexit.register(lambda: print("loaded:", sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] in BLOCKED), flush=True))
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__")
+"""
+
+
+def without_tensorflow(module, *args):
+    """`python -m module args` on JAX with TensorFlow unimportable; its last line lists what of it loaded."""
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TENSORFLOW, module, *args], capture_output=True, text=True,
+        env=dict(keras3_env("jax"), PYTHONPATH=ROOT), cwd=ROOT, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "loaded: []"
 
 
 @pytest.fixture(autouse=True)

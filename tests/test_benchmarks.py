@@ -12,9 +12,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from benchmarks import accuracy, backends, baselines, common, overhead, selection
+from benchmarks import accuracy, backends, baselines, budgets, common, overhead, selection
 from imp_keras import keras, models
 from imp_keras.tf_keras import masking
+
+from conftest import without_tensorflow
 
 
 def finite(value) -> bool:
@@ -96,6 +98,62 @@ def test_accuracy_smoke(tmp_path):
     # A second run finds every run finished and reports the same numbers.
     again = accuracy.run(["mnist_lenet"], methods, smoke=True, out_dir=str(tmp_path))["mnist_lenet"]
     assert [r["accuracy"] for r in again["runs"]] == [r["accuracy"] for r in report["runs"]]
+
+
+def test_budget_candidates_round_the_dense_epochs_and_keep_the_budget():
+    options = budgets.candidates(accuracy.SETUPS["mnist_lenet"], 15)
+    assert {m: [c.name for c in cs] for m, cs in options.items()} == {
+        "imp_slr": ["imp_slr_T6_J2", "imp_slr_T6_J3", "imp_slr_T9_J2", "imp_slr_T9_J3"],
+        "bimp": ["bimp_T6_J3", "bimp_T9_J3"],
+        "gmp": ["gmp_w0.1-0.5", "gmp_w0.1-0.75", "gmp_w0.25-0.75"],
+    }
+    assert {c.setup.budget for cs in options.values() for c in cs} == {15}
+    # A budget of 4 rounds 0.4 and 0.6 of it to the same T = 2: one candidate, not two.
+    assert [c.name for c in budgets.candidates(accuracy.SETUPS["mnist_lenet"], 4)["bimp"]] == ["bimp_T2_J3"]
+
+
+def test_budgets_smoke_on_jax_without_tensorflow(tmp_path):
+    """Selection on the validation split, the chosen settings on test with 2 seeds, twice (resumed)."""
+    reports = []
+    for _ in range(2):
+        without_tensorflow("benchmarks.budgets", "--smoke", "--setups=mnist_lenet", f"--out_dir={tmp_path}")
+        reports.append(json.loads((tmp_path / "budgets_mnist_lenet_b4.json").read_text()))
+    report, again = reports
+    # The second command found every run finished: the same records, training times included.
+    assert again["runs"] == report["runs"] and again["selection"] == report["selection"]
+    assert finite(report) and report["smoke"] and report["budget_epochs"] == 4 and report["seeds"] == 2
+    assert report["setup"]["keras"] == "keras3" and report["setup"]["backend"] == "jax"
+    assert report["candidates"] == {
+        "imp_slr": {"imp_slr_T2_J1": "T=2, J=1", "imp_slr_T2_J2": "T=2, J=2"},
+        "bimp": {"bimp_T2_J2": "T=2, J=2"},
+        "gmp": {"gmp_w0.1-0.5": "window 0.1–0.5", "gmp_w0.25-0.75": "window 0.25–0.75"},
+    }
+    chosen = {}
+    for method, entry in report["selection"]["0.9"].items():
+        scores = entry["validation_accuracy"]
+        assert list(scores) == list(report["candidates"][method]) and entry["chosen"] == max(scores, key=scores.get)
+        # Read on the 43 validation images (1/6 of 256 synthetic training images), not the 64 test images.
+        assert all(round(43 * a, 4).is_integer() for a in scores.values())
+        chosen[method] = entry["chosen"]
+    assert sorted(report["summary"]) == ["bimp", "gmp", "imp_slr"]
+    for method, entry in report["summary"].items():
+        assert entry["0.9"]["accuracy"]["n"] == 2 and entry["0.9"]["weights_off_goal"] == 0
+        assert entry["0.9"]["sparsity"]["mean"] == pytest.approx(0.9, abs=1e-5) and entry["0.9"]["budget_epochs"] == [4]
+    assert [(r["method"], r["setting"], r["seed"]) for r in report["runs"]] == [
+        (m, chosen[m], seed) for m in ("imp_slr", "bimp", "gmp") for seed in (0, 1)
+    ]
+    # Reported on the 64 synthetic test images.
+    assert all(round(64 * r["accuracy"], 4).is_integer() for r in report["runs"])
+    means = {m: e["0.9"]["accuracy"]["mean"] for m, e in report["summary"].items()}
+    winner = report["winners"]["0.9"]
+    ranked = sorted(means, key=means.get, reverse=True)
+    assert [winner["winner"], winner["runner_up"]] == ranked[:2]
+    assert winner["margin"] == pytest.approx(means[ranked[0]] - means[ranked[1]])
+    first, second = ({r["seed"]: r["accuracy"] for r in report["runs"] if r["method"] == m} for m in ranked[:2])
+    assert winner["margin_over_seeds"]["mean"] == pytest.approx(winner["margin"])
+    assert winner["margin_over_seeds"]["min"] == pytest.approx(min(first[s] - second[s] for s in (0, 1)))
+    table = (tmp_path / "budgets_mnist_lenet_b4.md").read_text()
+    assert "budget 4 epochs" in table and f"- 90 %: {budgets.LABELS[winner['winner']]} by" in table
 
 
 def test_overhead_smoke(tmp_path):

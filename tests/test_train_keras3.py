@@ -20,36 +20,16 @@ from imp_keras import rundir
 
 from conftest import SHARED_DATA
 from conftest import keras3_env
+from conftest import without_tensorflow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "kill_during_run.py")
 MNIST = os.path.join(SHARED_DATA, "mnist")
 TIMINGS = ("train_seconds", "wall_seconds", "epoch_seconds")
 
-# `python -m MODULE ARGS` with TensorFlow made unimportable (as on a machine without it), printing
-# the TensorFlow modules loaded when the process ends.
-WITHOUT_TENSORFLOW = """
-import atexit, runpy, sys
-BLOCKED = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
-for name in BLOCKED:  # importing fails, find_spec finds nothing
-    sys.modules[name] = None
-atexit.register(lambda: print("loaded:", sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] in BLOCKED), flush=True))
-sys.argv = sys.argv[1:]
-runpy.run_module(sys.argv[0], run_name="__main__")
-"""
-
 
 def env(backend="jax"):
     return dict(keras3_env(backend), PYTHONPATH=ROOT)
-
-
-def without_tensorflow(module, *args):
-    """`python -m module args` on JAX with TensorFlow unimportable; its last line lists what of it loaded."""
-    result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TENSORFLOW, module, *args], capture_output=True, text=True, env=env(), cwd=ROOT, timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert result.stdout.splitlines()[-1] == "loaded: []"
 
 
 def run_script(workdir, *args, backend="jax"):
