@@ -10,10 +10,12 @@ epochs) and goal sparsity S, three methods compete, each with a few settings of 
            (0.1, 0.5), (0.1, 0.75) or (0.25, 0.75) of the run.
 
 Selection: every setting is trained with seed 0 on the training set less a held-out validation
-split (`config.data.validation_split` = 1/6, a seed-0 permutation of the training images; the
-trainer then evaluates on that split: `data.load` returns it as the evaluation set and the run's
-`eval_split` reads "validation", which `select` checks), and each method keeps the setting of the
-highest final validation accuracy (the first in the grid's order on a tie). The test set is not read.
+split (`config.data.validation_split` = 1/6, a seed-0 permutation of the training images). The
+trainer then evaluates on that split, not the test set: `data.load` returns it as the evaluation
+set and the run's `eval_split` reads "validation", which every selection run is checked for. Each
+method keeps the setting of the highest final validation accuracy (the first in the grid's order
+on a tie); no test accuracy enters the choice.
+
 Report: each method's chosen setting is trained again on the whole training set with seeds 0..2 and
 its final accuracy on the test set reported (mean ± std), with the winner per sparsity, its margin
 over the runner-up (difference of the means) and the spread of that margin (std over seeds of the
@@ -21,7 +23,7 @@ paired per-seed differences).
 
     python -m benchmarks.budgets                                      # both setups, budgets 15 and 30, JAX
     python -m benchmarks.budgets --setups=mnist_lenet --budgets=15
-    python -m benchmarks.budgets --smoke                              # a minute; checks it runs
+    python -m benchmarks.budgets --smoke                              # about 20 s; checks it runs
 
 Wall time, an estimate (the benchmark itself has not been run): one dense 2-epoch run of
 mnist_lenet on Keras 3/JAX with the validation split (390 steps an epoch, evaluation on 10,000
@@ -36,7 +38,8 @@ fashion_conv2 (3 sparsities, 80 steps of a Conv-2 an epoch: about 2,100 epochs) 
 JAX; its tf_keras epochs cost about what LeNet's do there (accuracy.py's 55 and 51 minutes), so
 assume the same rate: about 1.5 hours for both setups, with perhaps 50 % either way.
 
-Finished runs are kept under `--runs_dir` (the trainer's workdirs) and reused when the command is
+`--setups`, `--seeds` (0: 3), `--runs_dir`, `--verbose` and `--backend` (default here: jax) are
+benchmarks.accuracy's flags, read here too. Finished runs are kept under `--runs_dir` (the trainer's workdirs) and reused when the command is
 run again. Writes `budgets_<setup>_b<B>.json` and `.md` into `--out_dir`.
 """
 
