@@ -30,7 +30,8 @@ import numpy as np
 from keras import ops
 
 from imp_keras.core.coverage import (
-    EMBEDDING, EXCLUDED, FROZEN, NOT_AN_ATTRIBUTE, NOT_INCLUDED, Skipped, check_coverage, group_skipped, kernel_role,
+    EMBEDDING, EXCLUDED, FROZEN, NOT_AN_ATTRIBUTE, NOT_INCLUDED, Skipped, check_coverage, check_names, group_skipped,
+    kernel_role,
 )
 
 __all__ = [
@@ -248,6 +249,19 @@ def _graph_layers(
     return found
 
 
+def _layer_names(model: keras.Model) -> set[str]:
+    """The names `include` and `exclude` can match: every layer and nested model of `model`, and
+    the layers inside its mask holders."""
+    names = set()
+    for layer in model.layers:
+        names.add(layer.name)
+        if isinstance(layer, MaskHolder):
+            names.add(layer.layer.name)
+        elif isinstance(layer, keras.Model) and _is_graph_model(layer):
+            names |= _layer_names(layer)
+    return names
+
+
 def _unmasked_reason(variable: Any, held: bool, chosen: str | None, in_holder: bool, embeddings: bool) -> str:
     if not variable.trainable:
         return FROZEN
@@ -319,8 +333,8 @@ def prunable(
 
     Raises:
       TypeError: `model` is not a Keras 3 model.
-      ValueError: `model` is subclassed, has nothing to prune, or would leave most of its kernel
-        weights unmasked.
+      ValueError: `model` is subclassed, has nothing to prune, would leave most of its kernel
+        weights unmasked, or `include`/`exclude` holds a name or pattern that matches no layer.
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a Keras 3 model. Received: model={model!r}")
@@ -331,6 +345,9 @@ def prunable(
             "`self.fc = imp_keras.keras3.MaskHolder(keras.layers.Dense(10))`, then use the model with IMPCallback as it is."
         )
     include, exclude = _check_rules("include", include), _check_rules("exclude", exclude)
+    names = _layer_names(model)
+    for argument, rules in (("include", include), ("exclude", exclude)):
+        check_names(argument, [r for r in rules if isinstance(r, str)], names, patterns=True)
     if not isinstance(embeddings, bool):
         raise ValueError(f"`embeddings` must be a bool. Received: embeddings={embeddings!r}")
     if verbose not in (0, 1) or isinstance(verbose, bool):

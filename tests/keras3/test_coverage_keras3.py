@@ -103,3 +103,22 @@ def test_keras3_kernel_trainable_again_after_wrapping_is_listed():
     attention._query_dense.trainable = True  # its holder was built without a mask for it
     again = "trainable again since its MaskHolder was built: wrap the layer again"
     assert [(s.layer_type, s.reason, s.tensors, s.weights) for s in api.coverage(model)] == [("EinsumDense", again, ("mha/query/kernel",), 64)]
+
+
+def test_exclude_name_matching_no_layer_is_refused_and_a_class_is_not(api):
+    with pytest.raises(ValueError, match=r"^`exclude` names layers that are not in the model: \['ebm', 'lstn'\]$"):
+        api.prunable(text_model(api), exclude=["lstn", "emb", "ebm"])
+    # A class is a rule reusable across models: one matching no layer here keeps nothing dense.
+    model = api.prunable(text_model(api), exclude=["emb", api.keras.layers.Conv2D])
+    assert sizes(api, model) == [2048, 4096, 64]
+
+
+def test_keras3_include_and_patterns_matching_no_layer_are_refused():
+    import imp_keras.keras3 as k
+
+    with pytest.raises(ValueError, match=r"^`include` names layers that are not in the model: \['ot'\]$"):
+        k.prunable(text_model(k), include=["lstm", "ot"])
+    with pytest.raises(ValueError, match=r"^`exclude` names layers that are not in the model: \['emb_\*'\]$"):
+        k.prunable(text_model(k), exclude=["emb_*"], embeddings=True)
+    model = k.prunable(text_model(k), exclude=["e?b"], include=["*", k.keras.layers.Conv2D])
+    assert sizes(k, model) == [2048, 4096, 64]
