@@ -29,7 +29,7 @@ from imp_keras import distribution, runtime
 from imp_keras.core.gradual import UNITS, CubicSchedule
 from imp_keras.core.plan import Plan
 from imp_keras.core.schedule import KINDS
-from imp_keras.core.selection import CRITERIA
+from imp_keras.core.selection import CRITERIA, check_min_alive
 from imp_keras.datasets import DATASETS, INPUT_SHAPES, SOURCES, validation_count
 from imp_keras.models import MIN_IMAGE_SIDE, MODELS, check_arguments
 
@@ -51,6 +51,7 @@ __all__ = [
     "load_data",
     "make_optimizer",
     "method",
+    "min_alive",
     "validate",
     "variant",
 ]
@@ -94,6 +95,8 @@ def base_config() -> ml_collections.ConfigDict:
     dense_workdir: workdir of a finished run whose dense model (end of pretraining) this run prunes,
       instead of training its own; its data, model, batch, learning-rate settings and
       `pretrain_epochs` must match.
+    min_alive: a floor every pruned tensor keeps (IMPCallback's and GMPCallback's `min_alive`): 0
+      none, a number in (0, 1) a fraction of each tensor, a whole number >= 1 a number of weights.
     lr: the dense schedule. `step` multiplies by `step_factor` at the fractions `step_at` of the
       dense epochs; `linear` and `cosine` go to 0 at their end.
     """
@@ -140,6 +143,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.retrain_kind = "slr"
     config.retrain_lr = 0.0
     config.selection = "global"
+    # A float field: ml_collections turns an int given for it into a float, and refuses a float for an int field.
+    config.min_alive = 0.0
     config.block_size = ()  # e.g. (4, 1): Dense kernels pruned in whole blocks TFLite runs fast (global selection)
     config.exact_goal = False
     config.reset_optimizer = True
@@ -332,6 +337,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     block_size = _check_list("block_size", config.block_size, block_size_expected, numbers.Integral)
     if block_size and (len(block_size) != 2 or min(block_size) < 1):
         _fail("block_size", block_size_expected, config.block_size)
+    min_alive(config)
     _check_bool("exact_goal", config.exact_goal)
     _check_bool("reset_optimizer", config.reset_optimizer)
     _check_str("dense_workdir", config.dense_workdir, "a path (or empty)")
@@ -366,6 +372,20 @@ def _check_export_formats(config: ml_collections.ConfigDict) -> None:
         refused = [f"{f}: {why}" for f in formats if (why := _exporter(config).refusal(f, config.backend))]
         if refused:
             _fail("export_formats", f"formats keras3 can write on backend={config.backend!r} ({'; '.join(refused)})", config.export_formats)
+
+
+def min_alive(config: ml_collections.ConfigDict) -> int | float | None:
+    """`config.min_alive` as the callbacks take it: None for 0, an int for a whole number >= 1
+    (ml_collections holds it as a float), a fraction as it is."""
+    value = config.min_alive
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if value == 0:
+            return None
+        try:
+            return check_min_alive(int(value) if value >= 1 and float(value).is_integer() else float(value))
+        except ValueError:
+            pass
+    _fail("min_alive", "0 (no floor), a number of weights (a whole number >= 1) or a fraction of each tensor (a number in (0, 1))", value)
 
 
 def export_formats(config: ml_collections.ConfigDict) -> tuple[str, ...]:

@@ -95,13 +95,17 @@ def _locked(workdir: str) -> Iterator[None]:
 
 
 def _as_written_now(recorded: dict[str, Any], config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """A config.json written before the `keras` and `backend` fields, the export presets and the GMP
-    fields existed, as this version writes the same experiment: tf_keras on TensorFlow, the GMP
-    fields at their defaults, and a list of formats that the config's preset resolves to as that preset."""
+    """A config.json written before the `keras` and `backend` fields, the export presets, the GMP
+    fields and `min_alive` existed, as this version writes the same experiment: tf_keras on
+    TensorFlow, the GMP fields and `min_alive` at their defaults, and a list of formats that the
+    config's preset resolves to as that preset."""
     if not isinstance(recorded, dict):
         return recorded
     defaults = experiment.base_config()
-    recorded = {"keras": "tf_keras", "backend": "tensorflow", **{field: defaults[field] for field in experiment.GMP_FIELDS}, **recorded}
+    recorded = {
+        "keras": "tf_keras", "backend": "tensorflow", **{field: defaults[field] for field in (*experiment.GMP_FIELDS, "min_alive")},
+        **recorded,
+    }
     if recorded.get("export_formats") == list(experiment.export_formats(config)):
         recorded["export_formats"] = list(config.export_formats)
     return recorded
@@ -456,14 +460,15 @@ def _callbacks(flavour, config, workdir, method, backup_dir, verbose) -> list[An
     if method.plan is not None:
         callbacks.append(adapter.IMPCallback(
             method.plan, method.schedule if isinstance(method.schedule, adapter.RetrainSchedule) else None, config.selection,
-            reset_optimizer=config.reset_optimizer, **outputs,
+            reset_optimizer=config.reset_optimizer, min_alive=experiment.min_alive(config), **outputs,
         ))
     elif method.gradual is not None:
         # The run's length always given: a resumed run's fit starts later but GMP's window is the run's.
         gradual = method.gradual
         callbacks.append(adapter.GMPCallback(
             gradual.goal_sparsity, begin=gradual.begin, end=gradual.end, unit=gradual.unit, frequency=gradual.frequency,
-            selection=config.selection, epochs=method.epochs, steps_per_epoch=method.steps_per_epoch, **outputs,
+            selection=config.selection, epochs=method.epochs, steps_per_epoch=method.steps_per_epoch,
+            min_alive=experiment.min_alive(config), **outputs,
         ))
     else:
         callbacks.append(flavour.DenseLogs())

@@ -105,6 +105,10 @@ INVALID = {
         st.lists(st.integers(1, 8), min_size=1, max_size=4).filter(lambda b: len(b) != 2),
         st.tuples(st.integers(max_value=0), st.integers(1, 4)), st.lists(not_a_number, min_size=2, max_size=2),
     ),
+    "min_alive": st.one_of(
+        not_a_number, nan_inf, st.floats(max_value=0.0, exclude_max=True), st.integers(max_value=-1),
+        st.floats(min_value=1.0, allow_infinity=False).filter(lambda f: not f.is_integer()),
+    ),
     "exact_goal": not_a_bool,
     "reset_optimizer": not_a_bool,
     "dense_workdir": not_a_str,

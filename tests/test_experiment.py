@@ -78,6 +78,8 @@ def test_unknown_variant_is_refused():
         ("method", "gmp_global", "`method` must be one of"),
         ("gmp_unit", "percent", "`gmp_unit` must be one of \\('fraction', 'epoch', 'step'\\). Received: gmp_unit='percent'"),
         ("gmp_frequency", 0, "`gmp_frequency` must be an integer >= 1. Received: gmp_frequency=0"),
+        ("min_alive", -1, r"`min_alive` must be 0 \(no floor\), a number of weights \(a whole number >= 1\) or a fraction of each tensor \(a number in \(0, 1\)\). Received: min_alive=-1.0$"),
+        ("min_alive", 2.5, r"Received: min_alive=2.5$"),
         ("gmp_begin", -0.1, "`gmp_begin` must be a number in \\[0.0, inf\\). Received: gmp_begin=-0.1"),
         ("gmp_end", -1.0, "`gmp_end` must be a number in \\[0.0, inf\\). Received: gmp_end=-1.0"),
         ("distribution", "tpu", "`distribution` must be one of"),
@@ -317,3 +319,13 @@ def test_export_presets_resolve_per_keras():
     assert experiment.export_formats(_config()) == imp_keras.export.tf_keras.FORMATS
     assert experiment.export_formats(_config(export_formats=("light",))) == ("keras", "tflite_float_sparse", "tflite_int8_full")
     assert experiment.export_formats(_config(export_formats=("h5",))) == ("h5",)
+
+
+def test_min_alive_is_handed_to_the_callbacks_as_they_take_it():
+    config = experiment.base_config()
+    assert experiment.min_alive(config) is None
+    config.min_alive = 10  # held as 10.0 by the float field
+    assert (config.min_alive, experiment.min_alive(config)) == (10.0, 10)
+    assert type(experiment.min_alive(config)) is int
+    config.min_alive = 0.05
+    assert experiment.min_alive(config) == 0.05

@@ -317,3 +317,15 @@ def test_gmp_config_quick_variant_runs_on_tf_keras(path, tmp_path):
     assert results["final_sparsity"] == pytest.approx(config.goal_sparsity, abs=1e-6) and results["epochs"] == 1
     assert os.listdir(tmp_path / "ladder") == [f"gmp_sparsity{100 * config.goal_sparsity:05.2f}.keras"]
     assert results["export"]["passed"] is True
+
+
+def test_min_alive_floor_holds_through_the_trainer(tmp_path):
+    """One-shot IMP to 75 % (199,650 of 266,200 kernel weights): unfloored, fc1 keeps 50,256 of
+    its 235,200 weights; `min_alive=0.22` keeps ceil(0.22 * 235,200) = 51,744 there, and global
+    selection takes the other 1,488 from fc2 and the logits."""
+    results = train.run(synthetic_config(cycles=1, min_alive=0.22), tmp_path, verbose=0)
+    pruned = {layer["name"]: layer["pruned"] for layer in results["layers"]}
+    assert pruned["fc1/kernel"] == 235200 - 51744
+    assert sum(pruned.values()) == 199650
+    assert 30000 - pruned["fc2/kernel"] >= 6600 and 1000 - pruned["logits/kernel"] >= 220
+    assert kernel_alive(tmp_path / "ladder" / sorted(os.listdir(tmp_path / "ladder"))[-1]) == 266200 - 199650

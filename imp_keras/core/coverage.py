@@ -11,6 +11,7 @@ masked.
 
 from collections.abc import Iterable, Sequence
 import dataclasses
+import fnmatch
 
 __all__ = [
     "DEPTHWISE",
@@ -21,6 +22,7 @@ __all__ = [
     "NOT_INCLUDED",
     "Skipped",
     "check_coverage",
+    "check_names",
     "group_skipped",
     "kernel_role",
 ]
@@ -91,3 +93,26 @@ def check_coverage(model_name: str, masked: int, skipped: Sequence[Skipped]) -> 
             f"would not be masked: {'; '.join(map(str, unchosen))}. Prune them as said, or keep them dense "
             "explicitly with `exclude=[...]` (layer names or classes)."
         )
+
+
+def check_names(argument: str, names: Iterable[str], layer_names: Iterable[str], patterns: bool = False) -> None:
+    """Raises when a layer name in `argument` (`exclude`, `include`) matches no layer of the model:
+    almost always a typo, which would otherwise prune a layer the user meant to keep dense.
+
+    With `patterns`, a name is also an fnmatch pattern and is refused only when it matches no
+    layer either: a pattern is typed for this model like a name, so one that matches nothing is as
+    likely a typo. Layer classes are not checked: a class is a rule reusable across models (keep
+    every Embedding dense), and matching none of this model's layers is no mistake.
+
+    >>> check_names("exclude", ["conv*", "fc"], ["conv1", "dense"], patterns=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: `exclude` names layers that are not in the model: ['fc']
+    """
+    layer_names = set(layer_names)
+    unknown = {
+        name for name in names
+        if name not in layer_names and not (patterns and any(fnmatch.fnmatchcase(layer, name) for layer in layer_names))
+    }
+    if unknown:
+        raise ValueError(f"`{argument}` names layers that are not in the model: {sorted(unknown)}")

@@ -30,7 +30,8 @@ import numpy as np
 from keras import ops
 
 from imp_keras.core.coverage import (
-    EMBEDDING, EXCLUDED, FROZEN, NOT_AN_ATTRIBUTE, NOT_INCLUDED, Skipped, check_coverage, group_skipped, kernel_role,
+    DEPTHWISE, EMBEDDING, EXCLUDED, FROZEN, NOT_AN_ATTRIBUTE, NOT_INCLUDED, Skipped, check_coverage, check_names, group_skipped,
+    kernel_role,
 )
 
 __all__ = [
@@ -62,7 +63,14 @@ class _Target:
     name: str
 
 
-def _targets(layer: keras.layers.Layer, embeddings: bool) -> list[_Target]:
+def _is_depthwise(owner: keras.layers.Layer, attribute: str) -> bool:
+    """A DepthwiseConv kernel or a SeparableConv's depthwise kernel (Keras 3 names the former `kernel`)."""
+    return attribute == "depthwise_kernel" or (
+        attribute == "kernel" and isinstance(owner, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D))
+    )
+
+
+def _targets(layer: keras.layers.Layer, embeddings: bool, depthwise: bool = True) -> list[_Target]:
     """The prunable variables of `layer` and its sublayers, each with the attribute that holds it."""
     found, seen = [], set()
     for owner in layer._flatten_layers(include_self=True, recursive=True):
@@ -73,6 +81,8 @@ def _targets(layer: keras.layers.Layer, embeddings: bool) -> list[_Target]:
                 continue
             role = _role(value)
             if not value.trainable or role == "other" or (role == "embedding" and not embeddings):
+                continue
+            if not depthwise and _is_depthwise(owner, attribute):
                 continue
             seen.add(id(value))
             found.append(_Target(owner, attribute, value, _tensor_name(layer, owner, attribute)))
@@ -93,24 +103,26 @@ class MaskHolder(keras.layers.Wrapper):
     Args:
       layer: the Keras 3 layer to wrap (any layer: its prunable weights are found by what they are).
       embeddings: also mask embedding tables.
+      depthwise: mask DepthwiseConv kernels and SeparableConv depthwise kernels.
       **kwargs: passed to `keras.layers.Wrapper`.
 
     Wrap layers yourself in a subclassed model: `self.fc = imp_keras.keras3.MaskHolder(keras.layers.Dense(10))`.
     """
 
-    def __init__(self, layer: keras.layers.Layer, embeddings: bool = False, **kwargs):
+    def __init__(self, layer: keras.layers.Layer, embeddings: bool = False, depthwise: bool = True, **kwargs):
         kwargs.setdefault("name", f"{layer.name}_masked")
         # The wrapper computes the masked kernel, so it computes in the layer's own dtype policy.
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
         self.embeddings = bool(embeddings)
+        self.depthwise = bool(depthwise)
         self._targets: list[_Target] = []
         self.masks: list[Any] = []
         if layer.built:
             self._make_masks()
 
     def _make_masks(self) -> None:
-        self._targets = _targets(self.layer, self.embeddings)
+        self._targets = _targets(self.layer, self.embeddings, self.depthwise)
         self.masks = [
             self.add_weight(
                 shape=t.variable.shape, initializer="ones", trainable=False, dtype="float32",
@@ -151,7 +163,7 @@ class MaskHolder(keras.layers.Wrapper):
         return self.layer.compute_output_spec(*args, **kwargs)
 
     def get_config(self):
-        return {**super().get_config(), "embeddings": self.embeddings}
+        return {**super().get_config(), "embeddings": self.embeddings, "depthwise": self.depthwise}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -248,7 +260,20 @@ def _graph_layers(
     return found
 
 
-def _unmasked_reason(variable: Any, held: bool, chosen: str | None, in_holder: bool, embeddings: bool) -> str:
+def _layer_names(model: keras.Model) -> set[str]:
+    """The names `include` and `exclude` can match: every layer and nested model of `model`, and
+    the layers inside its mask holders."""
+    names = set()
+    for layer in model.layers:
+        names.add(layer.name)
+        if isinstance(layer, MaskHolder):
+            names.add(layer.layer.name)
+        elif isinstance(layer, keras.Model) and _is_graph_model(layer):
+            names |= _layer_names(layer)
+    return names
+
+
+def _unmasked_reason(variable: Any, held: bool, chosen: str | None, in_holder: bool, embeddings: bool, kept_depthwise: bool) -> str:
     if not variable.trainable:
         return FROZEN
     if chosen is not None:
@@ -257,6 +282,8 @@ def _unmasked_reason(variable: Any, held: bool, chosen: str | None, in_holder: b
         return EMBEDDING
     if not held:
         return NOT_AN_ATTRIBUTE
+    if kept_depthwise:
+        return DEPTHWISE
     # Held and trainable, yet unmasked: trainable again since it was wrapped, or a layer never wrapped.
     return "trainable again since its MaskHolder was built: wrap the layer again" if in_holder else EXCLUDED
 
@@ -266,6 +293,7 @@ def coverage(
     *,
     include: Sequence[str | type] | None = None,
     exclude: Sequence[str | type] = (),
+    depthwise: bool = True,
     embeddings: bool = False,
 ) -> list[Skipped]:
     """The kernels of a model from `prunable` (frozen ones included) that no `MaskHolder` masks,
@@ -284,7 +312,8 @@ def coverage(
                     continue
                 seen.add(id(variable))
                 held = id(variable) in attributes
-                reason = _unmasked_reason(variable, held, chosen, isinstance(top, MaskHolder), embeddings)
+                kept_depthwise = held and not depthwise and _is_depthwise(layer, attributes[id(variable)])
+                reason = _unmasked_reason(variable, held, chosen, isinstance(top, MaskHolder), embeddings, kept_depthwise)
                 name = _tensor_name(inner, layer, attributes[id(variable)] if held else variable.name)
                 rows.append((type(layer).__name__, reason, name, int(np.prod(variable.shape))))
     return group_skipped(rows)
@@ -295,6 +324,7 @@ def prunable(
     *,
     include: Sequence[str | type] | None = None,
     exclude: Sequence[str | type] = (),
+    depthwise: bool = True,
     embeddings: bool = False,
     verbose: int = 1,
 ) -> keras.Model:
@@ -314,13 +344,15 @@ def prunable(
       include: if given, only layers matching one of these (names, fnmatch patterns like
         "block*_conv", or layer classes) are masked.
       exclude: layers matching one of these stay dense.
+      depthwise: prune DepthwiseConv kernels and the depthwise kernels of SeparableConv layers;
+        False keeps them dense (as tfmot does), listed in `coverage` with the reason.
       embeddings: also mask Embedding tables.
       verbose: 1 prints one line per layer type whose kernels stay unmasked, with the reason.
 
     Raises:
       TypeError: `model` is not a Keras 3 model.
-      ValueError: `model` is subclassed, has nothing to prune, or would leave most of its kernel
-        weights unmasked.
+      ValueError: `model` is subclassed, has nothing to prune, would leave most of its kernel
+        weights unmasked, or `include`/`exclude` holds a name or pattern that matches no layer.
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a Keras 3 model. Received: model={model!r}")
@@ -331,8 +363,12 @@ def prunable(
             "`self.fc = imp_keras.keras3.MaskHolder(keras.layers.Dense(10))`, then use the model with IMPCallback as it is."
         )
     include, exclude = _check_rules("include", include), _check_rules("exclude", exclude)
-    if not isinstance(embeddings, bool):
-        raise ValueError(f"`embeddings` must be a bool. Received: embeddings={embeddings!r}")
+    names = _layer_names(model)
+    for argument, rules in (("include", include), ("exclude", exclude)):
+        check_names(argument, [r for r in rules if isinstance(r, str)], names, patterns=True)
+    for flag, value in (("depthwise", depthwise), ("embeddings", embeddings)):
+        if not isinstance(value, bool):
+            raise ValueError(f"`{flag}` must be a bool. Received: {flag}={value!r}")
     if verbose not in (0, 1) or isinstance(verbose, bool):
         raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
     replacements: dict[int, keras.layers.Layer] = {}
@@ -346,10 +382,10 @@ def prunable(
             if not _is_graph_model(layer):
                 raise ValueError(f"Nested model {layer.name!r} is subclassed; wrap its layers in MaskHolder in its __init__.")
             result = keras.models.clone_model(layer, clone_function=wrap)
-        elif (include and not _matches(layer, include)) or not _targets(layer, embeddings):
+        elif (include and not _matches(layer, include)) or not _targets(layer, embeddings, depthwise):
             result = layer
         else:
-            result = MaskHolder(layer, embeddings=embeddings)
+            result = MaskHolder(layer, embeddings=embeddings, depthwise=depthwise)
         replacements[id(layer)] = result
         return result
 
@@ -357,7 +393,7 @@ def prunable(
     entries = masked_weights(result)
     if not entries:
         raise ValueError(f"`model` {model.name!r} has no prunable kernels outside `exclude` (and inside `include`).")
-    skipped = coverage(result, include=include, exclude=exclude, embeddings=embeddings)
+    skipped = coverage(result, include=include, exclude=exclude, depthwise=depthwise, embeddings=embeddings)
     check_coverage(model.name, sum(int(np.prod(e.weight.shape)) for e in entries), skipped)
     if verbose:
         for line in skipped:

@@ -21,7 +21,8 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wra
 import tensorflow_model_optimization as tfmot
 
 from imp_keras.core.coverage import (
-    DEPTHWISE, EMBEDDING, EXCLUDED, FROZEN, NOT_AN_ATTRIBUTE, Skipped, check_coverage, group_skipped, kernel_role,
+    DEPTHWISE, EMBEDDING, EXCLUDED, FROZEN, NOT_AN_ATTRIBUTE, Skipped, check_coverage, check_names, group_skipped,
+    kernel_role,
 )
 from imp_keras.tf_keras._keras import keras, require_tf_keras
 
@@ -410,9 +411,7 @@ def prunable(
     if verbose not in (0, 1) or isinstance(verbose, bool):
         raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
     excluded_names, excluded_types = _check_exclude(exclude)
-    unknown = excluded_names - _all_layer_names(model)
-    if unknown:
-        raise ValueError(f"`exclude` names layers that are not in the model: {sorted(unknown)}")
+    check_names("exclude", excluded_names, _all_layer_names(model))
     excluded = _matcher(excluded_names, excluded_types)
     # A layer reached from several places (shared, or inside a nested model used twice) gets one
     # wrapper, so its kernel has one mask.

@@ -103,3 +103,57 @@ def test_keras3_kernel_trainable_again_after_wrapping_is_listed():
     attention._query_dense.trainable = True  # its holder was built without a mask for it
     again = "trainable again since its MaskHolder was built: wrap the layer again"
     assert [(s.layer_type, s.reason, s.tensors, s.weights) for s in api.coverage(model)] == [("EinsumDense", again, ("mha/query/kernel",), 64)]
+
+
+def test_exclude_name_matching_no_layer_is_refused_and_a_class_is_not(api):
+    with pytest.raises(ValueError, match=r"^`exclude` names layers that are not in the model: \['ebm', 'lstn'\]$"):
+        api.prunable(text_model(api), exclude=["lstn", "emb", "ebm"])
+    # A class is a rule reusable across models: one matching no layer here keeps nothing dense.
+    model = api.prunable(text_model(api), exclude=["emb", api.keras.layers.Conv2D])
+    assert sizes(api, model) == [2048, 4096, 64]
+
+
+def test_keras3_include_and_patterns_matching_no_layer_are_refused():
+    import imp_keras.keras3 as k
+
+    with pytest.raises(ValueError, match=r"^`include` names layers that are not in the model: \['ot'\]$"):
+        k.prunable(text_model(k), include=["lstm", "ot"])
+    with pytest.raises(ValueError, match=r"^`exclude` names layers that are not in the model: \['emb_\*'\]$"):
+        k.prunable(text_model(k), exclude=["emb_*"], embeddings=True)
+    model = k.prunable(text_model(k), exclude=["e?b"], include=["*", k.keras.layers.Conv2D])
+    assert sizes(k, model) == [2048, 4096, 64]
+
+
+def depthwise_model(k):
+    """DepthwiseConv2D(3) and SeparableConv2D(4, 3) on 8x8x3: depthwise kernels of 27 weights
+    each, a pointwise kernel of 12, then Dense(2) on 4 * 4 * 4 = 64 features (128)."""
+    layers = k.keras.layers
+    return k.keras.Sequential(
+        [k.keras.Input((8, 8, 3)), layers.DepthwiseConv2D(3, name="dw"), layers.SeparableConv2D(4, 3, name="sep"),
+         layers.Flatten(), layers.Dense(2, name="out")]
+    )
+
+
+def test_depthwise_false_keeps_depthwise_kernels_dense_and_lists_them(api, capsys):
+    assert sizes(api, api.prunable(depthwise_model(api))) == [27, 27, 12, 128]
+    assert capsys.readouterr().out == ""
+    model = api.prunable(depthwise_model(api), depthwise=False)
+    assert sizes(api, model) == [12, 128]
+    lines = [
+        "DepthwiseConv2D: 1 tensor(s), 27 weights not masked (depthwise kernel: depthwise=False was passed)",
+        "SeparableConv2D: 1 tensor(s), 27 weights not masked (depthwise kernel: depthwise=False was passed)",
+    ]
+    assert capsys.readouterr().out.splitlines() == [f"imp_keras: {line}" for line in lines]
+    assert [str(s) for s in api.coverage(model, depthwise=False)] == lines
+    with pytest.raises(ValueError, match=r"^`depthwise` must be a bool. Received: depthwise=0$"):
+        api.prunable(depthwise_model(api), depthwise=0)
+
+
+def test_keras3_mask_holder_config_keeps_depthwise():
+    import imp_keras.keras3 as k
+
+    holder = k.prunable(depthwise_model(k), depthwise=False).get_layer("sep_masked")
+    restored = k.MaskHolder.from_config(holder.get_config())
+    restored.build((None, 6, 6, 3))
+    assert restored.get_config()["depthwise"] is False
+    assert [tuple(m.shape) for m in restored.masks] == [(1, 1, 3, 4)]
