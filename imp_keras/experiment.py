@@ -96,7 +96,7 @@ def base_config() -> ml_collections.ConfigDict:
       instead of training its own; its data, model, batch, learning-rate settings and
       `pretrain_epochs` must match.
     min_alive: a floor every pruned tensor keeps (IMPCallback's and GMPCallback's `min_alive`): 0
-      none, a number in (0, 1) a fraction of each tensor, a whole number >= 1 a number of weights.
+      none (the only value with `dense`), a number in (0, 1) a fraction of each tensor, a whole number >= 1 a number of weights.
     lr: the dense schedule. `step` multiplies by `step_factor` at the fractions `step_at` of the
       dense epochs; `linear` and `cosine` go to 0 at their end.
     """
@@ -452,6 +452,8 @@ def _check_method_fields(config: ml_collections.ConfigDict) -> None:
         if config[field] != defaults[field]:
             users = "GMP uses" if field in GMP_FIELDS else "IMP and BIMP use"
             _fail(field, f"left at its default {defaults[field]!r} with method={config.method!r} (only {users} it)", config[field])
+    if config.method == "dense" and config.min_alive:
+        _fail("min_alive", "0 with method='dense' (a dense run prunes nothing)", config.min_alive)
     if config.method != "gmp":
         return
     schedule = gmp_schedule(config)

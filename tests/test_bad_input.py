@@ -195,6 +195,7 @@ def test_config_that_is_no_configdict_is_refused():
             r"`data.validation_split` must leave at least one training and one validation example of the 2",
         ),
         ({"method": "dense", "dense_workdir": "/runs/dense"}, r"`dense_workdir` must be empty with method='dense'"),
+        ({"method": "dense", "min_alive": 0.01}, r"`min_alive` must be 0 with method='dense' \(a dense run prunes nothing\). Received: min_alive=0.01"),
         ({"block_size": (4, 1), "selection": "lamp"}, r"`block_size` must be \(\) with selection='lamp'"),
         ({"retrain_kind": "lrw", "total_epochs": 18, "pretrain_epochs": 2, "cycles": 2}, r"`retrain_epochs` must be at most pretrain_epochs=2 for LRW"),
         ({"method": "bimp", "total_epochs": 0}, r"`total_epochs` must be at least pretrain_epochs \+ cycles = 13 for BIMP"),
