@@ -1,5 +1,6 @@
 """The trainer on Keras 3: the main job's quick variant end to end on JAX with TensorFlow absent,
-SIGKILL and resume on JAX to the same end as an uninterrupted run, a PyTorch smoke run, the model
+SIGKILL and resume on JAX to the same end as an uninterrupted run, smoke runs on PyTorch and Keras 3
+with TensorFlow, GMP's exact counts on all three backends, the model
 zoo's parameter counts on Keras 3, and the NumPy pipeline's determinism. Each Keras 3 run is a fresh
 process: a Keras backend is fixed when Keras is first imported."""
 
@@ -142,17 +143,30 @@ def jax_gmp_reference(tmp_path_factory):
     return workdir
 
 
-def test_gmp_run_on_jax_prunes_to_the_exact_counts(jax_gmp_reference):
+def assert_gmp_counts(workdir):
     """As test_train's GMP run on tf_keras: 266,200 kernel weights, 91,506 alive after epoch 1, 66,550 at the end."""
-    rows = rundir.read_metrics(os.path.join(jax_gmp_reference, rundir.METRICS))
+    rows = rundir.read_metrics(os.path.join(workdir, rundir.METRICS))
     assert [r["sparsity"] for r in rows] == pytest.approx([0.0, 174694 / 266200, 0.75, 0.75])
     assert [r["lr"] for r in rows] == pytest.approx([0.1, 0.1, 0.01, 0.001]) and not {"phase", "cycle"} & set(rows[0])
-    results = rundir.read_json(os.path.join(jax_gmp_reference, rundir.RESULTS))
+    results = rundir.read_json(os.path.join(workdir, rundir.RESULTS))
     assert results["gmp_window"] == {"begin_step": 8, "end_step": 24, "frequency": 4, "updates": 5}
     assert results["final_sparsity"] == 0.75 and sum(layer["pruned"] for layer in results["layers"]) == 199650
-    weights = keras_file_weights(os.path.join(jax_gmp_reference, rundir.LADDER, "gmp_sparsity75.00.keras"))
+    weights = keras_file_weights(os.path.join(workdir, rundir.LADDER, "gmp_sparsity75.00.keras"))
     assert sum(int(np.count_nonzero(array)) for name, array in weights.items() if name.endswith("vars/0")) == 66550
-    assert rundir.DENSE_MODEL not in os.listdir(jax_gmp_reference)
+    assert rundir.DENSE_MODEL not in os.listdir(workdir)
+
+
+def test_gmp_run_on_jax_prunes_to_the_exact_counts(jax_gmp_reference):
+    assert_gmp_counts(jax_gmp_reference)
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_gmp_run_on(backend, tmp_path):
+    """The JAX run's exact counts on PyTorch (no TensorFlow imported) and on Keras 3 with TensorFlow."""
+    result = run_script(tmp_path, "--gmp", backend=backend)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ("imported: []" in result.stdout) == (backend == "torch")
+    assert_gmp_counts(tmp_path)
 
 
 def test_sigkill_of_a_gmp_run_on_jax_then_the_same_command_ends_as_an_uninterrupted_run(tmp_path, jax_gmp_reference):
