@@ -256,7 +256,7 @@ def test_gmp_run_leaves_its_run_directory(tmp_path, capsys):
     assert [r["lr"] for r in rows] == pytest.approx([0.1, 0.1, 0.01, 0.001])
 
     assert os.listdir(tmp_path / "ladder") == ["gmp_sparsity75.00.keras"]
-    assert kernel_alive(tmp_path / "ladder" / "gmp_sparsity75.00.keras") == 266200 - 199650
+    assert kernel_alive(tmp_path / "floored" / "ladder" / "gmp_sparsity75.00.keras") == 266200 - 199650
     assert results["method"] == "gmp" and results["cycles"] == [] and results["dense_accuracy"] is None
     assert results["gmp_window"] == {"begin_step": 8, "end_step": 24, "frequency": 4, "updates": 5}
     assert results["final_sparsity"] == 0.75 and results["final_epoch"] == 3 and results["final_accuracy"] == rows[-1]["val_accuracy"]
@@ -329,3 +329,14 @@ def test_min_alive_floor_holds_through_the_trainer(tmp_path):
     assert sum(pruned.values()) == 199650
     assert 30000 - pruned["fc2/kernel"] >= 6600 and 1000 - pruned["logits/kernel"] >= 220
     assert kernel_alive(tmp_path / "ladder" / sorted(os.listdir(tmp_path / "ladder"))[-1]) == 266200 - 199650
+
+
+def test_min_alive_floor_holds_through_a_gmp_run(tmp_path):
+    """GMP to 75 %: unfloored, fc1 ends below the floor (50,347 of its 235,200 weights here);
+    `min_alive=0.22` holds it at exactly ceil(0.22 * 235,200) = 51,744 alive at the end."""
+    unfloored = train.run(gmp_config(), tmp_path / "unfloored", verbose=0)
+    assert next(layer["pruned"] for layer in unfloored["layers"] if layer["name"] == "fc1/kernel") > 235200 - 51744
+    results = train.run(gmp_config(min_alive=0.22), tmp_path / "floored", verbose=0)
+    pruned = {layer["name"]: layer["pruned"] for layer in results["layers"]}
+    assert pruned["fc1/kernel"] == 235200 - 51744 and sum(pruned.values()) == 199650
+    assert kernel_alive(tmp_path / "floored" / "ladder" / "gmp_sparsity75.00.keras") == 266200 - 199650
