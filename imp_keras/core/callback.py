@@ -142,6 +142,7 @@ class MaskCallback:
         frozen after `prunable` (`base.trainable = False`) could not retrain what it lost, so its
         masks stay as they are and the counts leave it out, as `verify` and `sparsity_report` do."""
         self._require_model()
+        self._check_strippable()
         entries = self.masking.masked_weights(self.model)
         if not entries:
             raise ValueError(
@@ -164,6 +165,19 @@ class MaskCallback:
                 stacklevel=2,
             )
         self._frozen = frozen
+
+    def _check_strippable(self) -> None:
+        """Refuses, before any training, a ladder or export that would fail after it: both save the
+        stripped model, and a subclassed model's MaskHolders cannot be stripped."""
+        if self.masking.is_graph_model(self.model):
+            return
+        for argument in ("ladder_dir", "export_dir"):
+            if getattr(self, argument):
+                raise ValueError(
+                    f"`{argument}` needs a Sequential or Functional model: {type(self.model).__name__} is subclassed, and "
+                    "its MaskHolders cannot be stripped to save a plain model. Leave it out and save the weights "
+                    f"(`model.save_weights`) instead. Received: {argument}={getattr(self, argument)!r}"
+                )
 
     def _names_and_shapes(self) -> tuple[list[str], list[tuple[int, ...]]]:
         return [e.name for e in self._entries], [tuple(e.mask.shape) for e in self._entries]

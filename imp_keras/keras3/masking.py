@@ -29,6 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from imp_keras.core.checks import check_bool
 from imp_keras.core.coverage import (
     DEPTHWISE, EMBEDDING, EXCLUDED, FROZEN, NOT_AN_ATTRIBUTE, NOT_INCLUDED, Skipped, check_coverage, check_names, group_skipped,
     kernel_role,
@@ -41,6 +42,7 @@ __all__ = [
     "apply_masks",
     "block_sizes",
     "coverage",
+    "is_graph_model",
     "last_learning_rate",
     "masked_weights",
     "optimizer_slots",
@@ -114,8 +116,8 @@ class MaskHolder(keras.layers.Wrapper):
         # The wrapper computes the masked kernel, so it computes in the layer's own dtype policy.
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
-        self.embeddings = bool(embeddings)
-        self.depthwise = bool(depthwise)
+        self.embeddings = check_bool("embeddings", embeddings)
+        self.depthwise = check_bool("depthwise", depthwise)
         self._targets: list[_Target] = []
         self.masks: list[Any] = []
         if layer.built:
@@ -132,9 +134,17 @@ class MaskHolder(keras.layers.Wrapper):
         ]
         self.built = True
 
-    def build(self, *args, **kwargs):
+    def _maybe_build(self, call_spec):
+        # Keras builds a layer from the input shapes its `call` signature names; this one takes
+        # `*args`, so it gets none. The wrapped layer is built as Keras builds it when called.
         if not self.layer.built:
-            self.layer.build(*args, **kwargs)
+            arguments = call_spec.user_arguments_dict
+            self.layer(*arguments.get("args", ()), **arguments.get("kwargs", {}))
+        super()._maybe_build(call_spec)
+
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            self.layer.build(input_shape)
         if not self.masks:
             self._make_masks()
 
@@ -209,7 +219,8 @@ def block_sizes(entries: Sequence[MaskedWeight], block_size: tuple[int, int] | N
     return [block_size if block_size and isinstance(e.layer, keras.layers.Dense) else None for e in entries]
 
 
-def _is_graph_model(model: Any) -> bool:
+def is_graph_model(model: Any) -> bool:
+    """Sequential or Functional: a model that `strip` can clone without its wrappers (a subclassed one it cannot)."""
     return isinstance(model, keras.Sequential) or type(model).__name__ == "Functional" or (
         isinstance(model, keras.Model) and getattr(model, "_is_graph_network", False)
     )
@@ -268,7 +279,7 @@ def _layer_names(model: keras.Model) -> set[str]:
         names.add(layer.name)
         if isinstance(layer, MaskHolder):
             names.add(layer.layer.name)
-        elif isinstance(layer, keras.Model) and _is_graph_model(layer):
+        elif isinstance(layer, keras.Model) and is_graph_model(layer):
             names |= _layer_names(layer)
     return names
 
@@ -356,7 +367,7 @@ def prunable(
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a Keras 3 model. Received: model={model!r}")
-    if not _is_graph_model(model):
+    if not is_graph_model(model):
         raise ValueError(
             f"`model` of type {type(model).__name__} is a subclassed Keras 3 model, which cannot be cloned with "
             "wrappers. Wrap the layers to prune in its `__init__` instead, e.g. "
@@ -366,20 +377,20 @@ def prunable(
     names = _layer_names(model)
     for argument, rules in (("include", include), ("exclude", exclude)):
         check_names(argument, [r for r in rules if isinstance(r, str)], names, patterns=True)
-    for flag, value in (("depthwise", depthwise), ("embeddings", embeddings)):
-        if not isinstance(value, bool):
-            raise ValueError(f"`{flag}` must be a bool. Received: {flag}={value!r}")
+    check_bool("depthwise", depthwise)
+    check_bool("embeddings", embeddings)
     if verbose not in (0, 1) or isinstance(verbose, bool):
         raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
     replacements: dict[int, keras.layers.Layer] = {}
 
-    def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+    def wrap(layer: keras.Operation) -> keras.Operation:
         if id(layer) in replacements:
             return replacements[id(layer)]
-        if isinstance(layer, (MaskHolder, keras.layers.InputLayer)) or _matches(layer, exclude):
+        # A Functional graph also holds operations that are not layers (`x + y`, `keras.ops.relu`).
+        if not isinstance(layer, keras.layers.Layer) or isinstance(layer, (MaskHolder, keras.layers.InputLayer)) or _matches(layer, exclude):
             result = layer
         elif isinstance(layer, keras.Model):
-            if not _is_graph_model(layer):
+            if not is_graph_model(layer):
                 raise ValueError(f"Nested model {layer.name!r} is subclassed; wrap its layers in MaskHolder in its __init__.")
             result = keras.models.clone_model(layer, clone_function=wrap)
         elif (include and not _matches(layer, include)) or not _targets(layer, embeddings, depthwise):
@@ -408,7 +419,7 @@ def strip(model: keras.Model) -> keras.Model:
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a Keras 3 model. Received: model={model!r}")
     apply_masks(masked_weights(model))
-    if not _is_graph_model(model):
+    if not is_graph_model(model):
         raise ValueError(
             f"`model` of type {type(model).__name__} is subclassed: its masks are applied to its weights, but its "
             "MaskHolders cannot be removed by cloning; save its weights, or build it without MaskHolders and load them."
@@ -417,7 +428,7 @@ def strip(model: keras.Model) -> keras.Model:
     def unwrap(layer: keras.layers.Layer) -> keras.layers.Layer:
         if isinstance(layer, MaskHolder):
             return layer.layer
-        if isinstance(layer, keras.Model) and _is_graph_model(layer):
+        if isinstance(layer, keras.Model) and is_graph_model(layer):
             return keras.models.clone_model(layer, clone_function=unwrap)
         return layer
 

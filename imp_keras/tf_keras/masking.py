@@ -35,6 +35,7 @@ __all__ = [
     "block_sizes",
     "build_optimizer",
     "coverage",
+    "is_graph_model",
     "last_learning_rate",
     "layers_of",
     "learning_rate_setting",
@@ -228,8 +229,13 @@ class MaskHolder(pruning_wrapper.PruneLowMagnitude):
             self.tensor_names.append(_tensor_name(self.layer, paths.get(id(weight), owners[0][1][0])))
 
     def call(self, inputs, *args, training=None, **kwargs):
-        if "training" in inspect.signature(self.layer.call).parameters:
+        parameters = inspect.signature(self.layer.call).parameters
+        if "training" in parameters:
             kwargs["training"] = training
+        if "mask" not in parameters:
+            # tf_keras hands this **kwargs call the inputs' mask (after Masking); a layer whose call
+            # takes none (Dense) would fail on it.
+            kwargs.pop("mask", None)
         originals = []
         try:
             # Swap in kernel * mask for the duration of the inner call, on the layer or sublayer
@@ -261,7 +267,8 @@ class MaskHolder(pruning_wrapper.PruneLowMagnitude):
         return cls(layer, **config)
 
 
-def _is_graph_model(model: keras.Model) -> bool:
+def is_graph_model(model: keras.Model) -> bool:
+    """Sequential or Functional: a model that `strip` can clone without its wrappers (a subclassed one it cannot)."""
     return isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)
 
 
@@ -403,7 +410,7 @@ def prunable(
     ```
     """
     require_tf_keras(model, "model", keras.Model)
-    if not _is_graph_model(model):
+    if not is_graph_model(model):
         raise ValueError(f"`model` of type {type(model).__name__} is a subclassed tf_keras model; {_SUBCLASSED}")
     for flag, value in (("depthwise", depthwise), ("embeddings", embeddings)):
         if not isinstance(value, bool):
@@ -433,7 +440,7 @@ def prunable(
         if excluded(layer):
             return layer
         if isinstance(layer, keras.Model):
-            if not _is_graph_model(layer):
+            if not is_graph_model(layer):
                 raise ValueError(f"Nested model {layer.name!r} is subclassed; {_SUBCLASSED}")
             return keras.models.clone_model(layer, clone_function=wrap)
         paths = [k.path for k in _kernels(layer, depthwise, embeddings, False) if k.reason is None]

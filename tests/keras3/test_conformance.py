@@ -253,3 +253,47 @@ def test_a_model_whose_masked_layers_are_all_frozen_is_refused(api, make_mlp, tr
     compile_imp(api, model)
     with pytest.raises(ValueError, match=r"every masked weight is frozen \(trainable=False\), so there is nothing to prune: fc1/kernel, logits/kernel\."):
         fit_imp(api, model, train_data)
+
+
+def test_a_subclassed_model_of_unbuilt_mask_holders_prunes_and_refuses_a_ladder_before_training(api, train_data, numpy, tmp_path):
+    """The route `prunable` gives for subclassed models: MaskHolders around layers built on the first call."""
+    k = api.keras
+
+    class Net(k.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = api.MaskHolder(k.layers.Dense(8, activation="relu", name="fc1"))
+            self.logits = api.MaskHolder(k.layers.Dense(3, name="logits"))
+
+        def call(self, x):
+            return self.logits(self.fc1(x))
+
+    model = Net()
+    model(train_data[0][:1])
+    assert [(e.name, tuple(e.mask.shape)) for e in api.masked_weights(model)] == [("fc1/kernel", (12, 8)), ("logits/kernel", (8, 3))]
+    compile_imp(api, model)
+    for argument in ("ladder_dir", "export_dir"):
+        with pytest.raises(ValueError, match=f"`{argument}` needs a Sequential or Functional model: Net is subclassed"):
+            fit_imp(api, model, train_data, **{argument: tmp_path / argument})
+        assert int(numpy(model.optimizer.iterations)) == 0 and not (tmp_path / argument).exists()
+    history, _ = fit_imp(api, model, train_data)
+    assert history.history["sparsity"] == pytest.approx([1 - a / 120 for a in ALIVE])
+    assert_pruned_stay_zero(api, model, numpy)
+
+
+def test_prunable_keeps_operations_between_layers_and_input_masks(api, numpy):
+    """A residual sum, an activation applied as an op, and Masking before an LSTM (Keras 3 puts
+    `NotEqual` and `Any` ops in that graph): the same outputs as the plain model."""
+    k = api.keras
+    x = k.Input((5, 4))
+    h = k.layers.Masking(0.0)(x)
+    h = k.layers.LSTM(4, return_sequences=True, name="lstm")(h)
+    h = k.activations.relu(k.layers.Dense(4, name="fc")(h) + x)
+    plain = k.Model(x, k.layers.Dense(2, name="out")(h))
+    model = api.prunable(plain)
+    assert [e.name.replace("/cell/", "/lstm_cell/") for e in api.masked_weights(model)] == [
+        "lstm/lstm_cell/kernel", "lstm/lstm_cell/recurrent_kernel", "fc/kernel", "out/kernel"
+    ]
+    inputs = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")
+    inputs[:, 3:] = 0.0  # padding that Masking hides from the LSTM
+    assert np.array_equal(numpy(model(inputs)), numpy(plain(inputs)))
