@@ -110,6 +110,11 @@ class MaskCallback:
         """The optimizer's step counter."""
         raise NotImplementedError
 
+    def _may_skip_steps(self) -> bool:
+        """Whether the optimizer leaves steps it skips uncounted (Keras 3's LossScaleOptimizer skips
+        steps with non-finite gradients), so that its step count may lag the batches fit ran."""
+        return False
+
     def _sync(self) -> None:
         """Makes the variables hold the values of the last step (JAX keeps them apart inside an epoch)."""
 

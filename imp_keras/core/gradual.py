@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import dataclasses
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -395,6 +396,14 @@ class GMPCallbackBase(MaskCallback):
     def on_epoch_end(self, epoch, logs=None):
         position = self._steps_taken()
         update = self._run.due(position)  # the window's end may be the run's last step
+        if update is None and epoch == self._last_epoch and not self._run.finished:
+            update = self._run.window.end_step
+            warnings.warn(
+                f"GMPCallback: the run ends with the optimizer at step {position}, before GMP's last update (step "
+                f"{update}): it skipped steps it did not count (LossScaleOptimizer skips steps with non-finite "
+                "gradients). The last update, to the goal, is made now.",
+                stacklevel=2,
+            )
         if update is not None:
             self._update(update, self._masks())
         if logs is not None:

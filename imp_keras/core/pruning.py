@@ -179,6 +179,7 @@ class PruningRun:
         self.n_total = sum(math.prod(shape) for shape in shapes)
         self.tolerance = within_blocks(self.block_sizes)
         self.alive = self.n_total
+        self.lag = 0  # steps the optimizer did not count (see `resumed_mid_epoch`)
         self.verified_masks: tuple[np.ndarray, ...] | None = None
         needed = self.n_total - plan.alive_after(plan.cycles, self.n_total)
         check_reachable(selection, shapes, needed, plan.goal_sparsity, self.min_alive)
@@ -193,12 +194,16 @@ class PruningRun:
                 f"steps_per_epoch={self.steps_per_epoch}; they must match."
             )
 
-    def resumed_mid_epoch(self, epoch: int, steps_taken: int) -> bool:
+    def resumed_mid_epoch(self, epoch: int, steps_taken: int, may_lag: bool = False) -> bool:
         """True when a mid-epoch backup was restored (the optimizer's step is inside `epoch`);
-        raises when the step does not belong to `epoch` at all."""
+        raises when the step does not belong to `epoch` at all, unless `may_lag` allows a step
+        count behind the epoch (an optimizer that does not count the steps it skips)."""
         if self.steps_per_epoch is None:
             return False
         first = epoch * self.steps_per_epoch
+        if may_lag and steps_taken < first:
+            self.lag = first - steps_taken
+            return False
         if not first <= steps_taken < first + self.steps_per_epoch:
             raise ValueError(
                 f"At the start of epoch {epoch} the optimizer has taken {steps_taken} steps, but the schedule expects "
@@ -208,11 +213,11 @@ class PruningRun:
             )
         return steps_taken > first
 
-    def epoch_begin(self, epoch: int, masks: Sequence[np.ndarray], steps_taken: int | None) -> int:
+    def epoch_begin(self, epoch: int, masks: Sequence[np.ndarray], steps_taken: int | None, may_lag: bool = False) -> int:
         """Checks the masks at the start of `epoch`; returns the cycle to prune now, or 0."""
         if epoch >= self.plan.total_epochs:
             raise ValueError(f"Epoch {epoch} is past the plan's last epoch ({self.plan.total_epochs - 1}).")
-        resumed = steps_taken is not None and self.resumed_mid_epoch(epoch, steps_taken)
+        resumed = steps_taken is not None and self.resumed_mid_epoch(epoch, steps_taken, may_lag)
         alive = sum(int(np.count_nonzero(m)) for m in masks)
         cycle = self.plan.cycle_at(epoch)
         # A cycle prunes before its first step, so a run restored in the middle of that epoch has
@@ -373,7 +378,15 @@ class IMPCallbackBase(MaskCallback):
     def on_epoch_begin(self, epoch, logs=None):
         steps = None if self.schedule is None else self._steps_taken()
         masks = self._masks()
-        cycle = self._run.epoch_begin(epoch, masks, steps)
+        lag = self._run.lag
+        cycle = self._run.epoch_begin(epoch, masks, steps, self._may_skip_steps())
+        if self._run.lag and not lag:  # once a fit: the count only grows from here
+            warnings.warn(
+                f"IMPCallback: at the start of epoch {epoch} the optimizer has counted {self._run.lag} step(s) fewer "
+                "than fit ran (steps with non-finite gradients that LossScaleOptimizer skipped), so a learning-rate "
+                "schedule runs that many steps behind the epochs, and more as it skips more. Pruning follows the epochs.",
+                stacklevel=2,
+            )
         if cycle:
             self._prune(epoch, cycle, masks)
 

@@ -99,6 +99,9 @@ class Hooks(MaskCallback):
     def _steps_taken(self) -> int:
         return int(ops.convert_to_numpy(self.model.optimizer.iterations))
 
+    def _may_skip_steps(self) -> bool:
+        return isinstance(self.model.optimizer, keras.optimizers.LossScaleOptimizer)
+
     def _sync(self) -> None:
         sync = getattr(self.model, "jax_state_sync", None)
         if sync is not None:  # JAX's fit keeps the step's state outside the variables until synced

@@ -1,6 +1,8 @@
 """What every flavour promises, tested the same way: tf_keras, and Keras 3 on TensorFlow, JAX and
 PyTorch (tests/test_backends.py runs this file on the other backends)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -297,3 +299,31 @@ def test_prunable_keeps_operations_between_layers_and_input_masks(api, numpy):
     inputs = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")
     inputs[:, 3:] = 0.0  # padding that Masking hides from the LSTM
     assert np.array_equal(numpy(model(inputs)), numpy(plain(inputs)))
+
+
+def test_steps_the_loss_scale_skips_leave_the_plan_and_the_gmp_goal_exact(api, make_mlp, train_data, numpy):
+    """Inputs x300 under mixed_float16: the first steps overflow and LossScaleOptimizer skips them.
+    tf_keras's counts them in `iterations`; Keras 3's does not (3 of 16 counted here), which IMP
+    allows with a warning and after which GMP still makes its last update, to the goal."""
+    if api.FLAVOUR == "tf_keras":
+        api.keras.mixed_precision.set_global_policy("mixed_float16")
+    else:
+        api.keras.config.set_dtype_policy("mixed_float16")
+    data = (train_data[0] * 300, train_data[1])
+    model = api.prunable(make_mlp(api))
+    compile_imp(api, model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history, _ = fit_imp(api, model, data)
+    assert history.history["sparsity"] == pytest.approx([1 - a / 120 for a in ALIVE])
+    lagging = [str(w.message) for w in caught if "LossScaleOptimizer skipped" in str(w.message)]
+    assert len(lagging) == (api.FLAVOUR == "keras3")
+    gmp_model = api.prunable(make_mlp(api))
+    gmp_model.compile(api.keras.optimizers.SGD(0.1), loss=api.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    gmp = api.GMPCallback(0.9, begin=1, end=4, unit="epoch", frequency=2, verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gmp_model.fit(*data, batch_size=16, epochs=4, callbacks=[gmp], verbose=0, shuffle=False)
+    assert api.verify(gmp_model).alive == 12
+    assert any("before GMP's last update (step 16)" in str(w.message) for w in caught) == (api.FLAVOUR == "keras3")
+    assert_pruned_stay_zero(api, gmp_model, numpy)
