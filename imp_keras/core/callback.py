@@ -115,6 +115,13 @@ class MaskCallback:
         steps with non-finite gradients), so that its step count may lag the batches fit ran."""
         return False
 
+    def _rerun_restored_epoch(self, first_step: int, restored_step: int) -> int:
+        """Called at the start of an epoch restored from a mid-epoch backup at `restored_step`;
+        returns the step of the epoch's next batch. tf_keras runs only the epoch's remaining steps,
+        so nothing changes; Keras 3 reruns all of them, and its adapter moves the optimizer's step
+        back to the epoch's `first_step`, so that schedules stay in step with the epochs."""
+        return restored_step
+
     def _sync(self) -> None:
         """Makes the variables hold the values of the last step (JAX keeps them apart inside an epoch)."""
 

@@ -370,17 +370,22 @@ class GMPCallbackBase(MaskCallback):
         names, shapes = self._names_and_shapes()
         self._run = GradualRun(self.schedule, window, self.selection, names, shapes, self._block_sizes(), self.min_alive)
         self._last_epoch = None if epochs is None else epochs - 1
+        self._steps = steps
         self._verified_end = False
         self._build_optimizer()
 
     def on_epoch_begin(self, epoch, logs=None):
         # JAX's fit holds the optimizer's step outside its variable inside an epoch: positions
         # within the epoch are counted from here, so batches never read it.
-        self._epoch_start = self._steps_taken()
+        position = self._steps_taken()
         self._updates = 0
         masks = self._masks()
-        if self._run.start(self._epoch_start, masks):
-            self._update(self._epoch_start, masks)
+        due = self._run.start(position, masks)
+        self._epoch_start = position
+        if self._steps and position % self._steps:  # a mid-epoch backup was restored
+            self._epoch_start = self._rerun_restored_epoch(position - position % self._steps, position)
+        if due and self._epoch_start == position:  # else made when the rerun epoch reaches it
+            self._update(position, masks)
 
     def on_train_batch_begin(self, batch, logs=None):
         update = self._run.due(self._epoch_start + batch)

@@ -180,6 +180,7 @@ class PruningRun:
         self.tolerance = within_blocks(self.block_sizes)
         self.alive = self.n_total
         self.lag = 0  # steps the optimizer did not count (see `resumed_mid_epoch`)
+        self.restored_mid_epoch = False  # whether this epoch began from a mid-epoch backup
         self.verified_masks: tuple[np.ndarray, ...] | None = None
         needed = self.n_total - plan.alive_after(plan.cycles, self.n_total)
         check_reachable(selection, shapes, needed, plan.goal_sparsity, self.min_alive)
@@ -218,6 +219,7 @@ class PruningRun:
         if epoch >= self.plan.total_epochs:
             raise ValueError(f"Epoch {epoch} is past the plan's last epoch ({self.plan.total_epochs - 1}).")
         resumed = steps_taken is not None and self.resumed_mid_epoch(epoch, steps_taken, may_lag)
+        self.restored_mid_epoch = resumed
         alive = sum(int(np.count_nonzero(m)) for m in masks)
         cycle = self.plan.cycle_at(epoch)
         # A cycle prunes before its first step, so a run restored in the middle of that epoch has
@@ -380,6 +382,8 @@ class IMPCallbackBase(MaskCallback):
         masks = self._masks()
         lag = self._run.lag
         cycle = self._run.epoch_begin(epoch, masks, steps, self._may_skip_steps())
+        if self._run.restored_mid_epoch:
+            self._rerun_restored_epoch(epoch * self.schedule.steps_per_epoch, steps)
         if self._run.lag and not lag:  # once a fit: the count only grows from here
             warnings.warn(
                 f"IMPCallback: at the start of epoch {epoch} the optimizer has counted {self._run.lag} step(s) fewer "

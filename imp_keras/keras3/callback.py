@@ -102,6 +102,10 @@ class Hooks(MaskCallback):
     def _may_skip_steps(self) -> bool:
         return isinstance(self.model.optimizer, keras.optimizers.LossScaleOptimizer)
 
+    def _rerun_restored_epoch(self, first_step: int, restored_step: int) -> int:
+        self.model.optimizer.iterations.assign(first_step)
+        return first_step
+
     def _sync(self) -> None:
         sync = getattr(self.model, "jax_state_sync", None)
         if sync is not None:  # JAX's fit keeps the step's state outside the variables until synced
