@@ -99,6 +99,11 @@ def base_config() -> ml_collections.ConfigDict:
       none (the only value with `dense`), a number in (0, 1) a fraction of each tensor, a whole number >= 1 a number of weights.
     lr: the dense schedule. `step` multiplies by `step_factor` at the fractions `step_at` of the
       dense epochs; `linear` and `cosine` go to 0 at their end.
+
+    A field the run would not read must stay at its default, or the config is refused: besides the
+    GMP and IMP fields above, `retrain_kind`, `retrain_lr` and `lr.decay`/`step_at`/`step_factor`
+    with `bimp` (its schedule is its own), `retrain_lr` with a retraining kind that is not tunable,
+    `min_alive` with `dense`, and `optimizer.momentum`/`nesterov` with Adam and AdamW.
     """
     config = ml_collections.ConfigDict()
     config.name = "experiment"
@@ -444,16 +449,34 @@ def _check_consistency(config: ml_collections.ConfigDict) -> None:
             _fail("retrain_epochs", f"at most pretrain_epochs={dense_epochs} for LRW (it rewinds within the dense schedule)", longest)
 
 
+def _unread_fields(config: ml_collections.ConfigDict) -> list[tuple[str, str, str]]:
+    """(field, the setting that leaves it unread, why) for every field this config's method,
+    retraining kind and optimizer do not read."""
+    method = f"method={config.method!r}"
+    if config.method == "gmp":
+        unread = [(field, method, "only IMP and BIMP use it") for field in _IMP_FIELDS]
+    else:
+        unread = [(field, method, "only GMP uses it") for field in GMP_FIELDS]
+    if config.method == "bimp":
+        why = "BIMP's schedule is its own: linear to 0 over pretrain_epochs, then ALLR"
+        unread += [(field, method, why) for field in ("retrain_kind", "retrain_lr", "lr.decay", "lr.step_at", "lr.step_factor")]
+    elif config.method == "imp" and config.retrain_kind not in _TUNABLE:
+        unread.append(("retrain_lr", f"retrain_kind={config.retrain_kind!r}", f"only {', '.join(_TUNABLE)} retraining takes it"))
+    if config.method == "dense":
+        unread.append(("min_alive", method, "a dense run prunes nothing"))
+    if config.optimizer.name != "sgd":
+        unread += [(field, f"optimizer.name={config.optimizer.name!r}", "only SGD uses it") for field in ("optimizer.momentum", "optimizer.nesterov")]
+    return unread
+
+
 def _check_method_fields(config: ml_collections.ConfigDict) -> None:
-    """Refuses fields of another method set away from their defaults (they would be ignored), and a GMP
-    window that cannot reach the goal within `pretrain_epochs` (in steps: when the data are read)."""
+    """Refuses fields that the method, retraining kind or optimizer would ignore, set away from their
+    defaults, and a GMP window that cannot reach the goal within `pretrain_epochs` (in steps: when
+    the data are read)."""
     defaults = base_config()
-    for field in _IMP_FIELDS if config.method == "gmp" else GMP_FIELDS:
+    for field, setting, why in _unread_fields(config):
         if config[field] != defaults[field]:
-            users = "GMP uses" if field in GMP_FIELDS else "IMP and BIMP use"
-            _fail(field, f"left at its default {defaults[field]!r} with method={config.method!r} (only {users} it)", config[field])
-    if config.method == "dense" and config.min_alive:
-        _fail("min_alive", "0 with method='dense' (a dense run prunes nothing)", config.min_alive)
+            _fail(field, f"left at its default {defaults[field]!r} with {setting} ({why})", config[field])
     if config.method != "gmp":
         return
     schedule = gmp_schedule(config)

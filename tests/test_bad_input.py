@@ -2,6 +2,7 @@
 fields (hypothesis), random valid configs that must pass and build their plan, schedule and
 optimizer, and a table of bad arguments to every public entry point."""
 
+import functools
 import inspect
 import math
 import re
@@ -195,7 +196,7 @@ def test_config_that_is_no_configdict_is_refused():
             r"`data.validation_split` must leave at least one training and one validation example of the 2",
         ),
         ({"method": "dense", "dense_workdir": "/runs/dense"}, r"`dense_workdir` must be empty with method='dense'"),
-        ({"method": "dense", "min_alive": 0.01}, r"`min_alive` must be 0 with method='dense' \(a dense run prunes nothing\). Received: min_alive=0.01"),
+        ({"method": "dense", "min_alive": 0.01}, r"`min_alive` must be left at its default 0.0 with method='dense' \(a dense run prunes nothing\). Received: min_alive=0.01"),
         ({"block_size": (4, 1), "selection": "lamp"}, r"`block_size` must be \(\) with selection='lamp'"),
         ({"retrain_kind": "lrw", "total_epochs": 18, "pretrain_epochs": 2, "cycles": 2}, r"`retrain_epochs` must be at most pretrain_epochs=2 for LRW"),
         ({"method": "bimp", "total_epochs": 0}, r"`total_epochs` must be at least pretrain_epochs \+ cycles = 13 for BIMP"),
@@ -258,10 +259,19 @@ def valid_configs(draw):
     if config.method == "imp" and draw(st.booleans()):
         config.dense_workdir = "/runs/dense"
     config.export_formats = tuple(draw(st.lists(st.sampled_from(FORMATS), unique=True, max_size=3)))
-    if config.method == "gmp":  # the IMP fields at their defaults; a window within any run of >= 1 step
-        defaults = experiment.base_config()
-        for field in ("cycles", "retrain_epochs", "total_epochs", "retrain_kind", "retrain_lr", "exact_goal"):
-            config[field] = defaults[field]
+    # Fields the method, retraining kind or optimizer would not read stay at their defaults.
+    unread = {
+        "gmp": ("cycles", "retrain_epochs", "total_epochs", "retrain_kind", "retrain_lr", "exact_goal"),
+        "bimp": ("retrain_kind", "retrain_lr", "lr.decay", "lr.step_at", "lr.step_factor"),
+        "imp": () if config.retrain_kind in ("constant", "linear", "cosine") else ("retrain_lr",),
+    }.get(config.method, ())
+    if config.optimizer.name != "sgd":
+        unread += ("optimizer.momentum", "optimizer.nesterov")
+    defaults = experiment.base_config()
+    for field in unread:
+        *parents, leaf = field.split(".")
+        functools.reduce(getattr, parents, config)[leaf] = defaults[field]
+    if config.method == "gmp":  # a window within any run of >= 1 step
         config.gmp_unit, config.gmp_begin, config.gmp_end = draw(
             st.sampled_from([("fraction", 0.0, 1.0), ("epoch", 0.0, float(config.pretrain_epochs)), ("step", 0.0, 1.0)])
         )

@@ -256,7 +256,7 @@ def test_gmp_run_leaves_its_run_directory(tmp_path, capsys):
     assert [r["lr"] for r in rows] == pytest.approx([0.1, 0.1, 0.01, 0.001])
 
     assert os.listdir(tmp_path / "ladder") == ["gmp_sparsity75.00.keras"]
-    assert kernel_alive(tmp_path / "floored" / "ladder" / "gmp_sparsity75.00.keras") == 266200 - 199650
+    assert kernel_alive(tmp_path / "ladder" / "gmp_sparsity75.00.keras") == 266200 - 199650
     assert results["method"] == "gmp" and results["cycles"] == [] and results["dense_accuracy"] is None
     assert results["gmp_window"] == {"begin_step": 8, "end_step": 24, "frequency": 4, "updates": 5}
     assert results["final_sparsity"] == 0.75 and results["final_epoch"] == 3 and results["final_accuracy"] == rows[-1]["val_accuracy"]
