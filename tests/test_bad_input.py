@@ -196,6 +196,17 @@ def test_config_that_is_no_configdict_is_refused():
             r"`data.validation_split` must leave at least one training and one validation example of the 2",
         ),
         ({"method": "dense", "dense_workdir": "/runs/dense"}, r"`dense_workdir` must be empty with method='dense'"),
+        (
+            {"method": "bimp", "total_epochs": 20, "retrain_kind": "ft"},
+            r"`retrain_kind` must be left at its default 'slr' with method='bimp' \(BIMP's schedule is its own: linear to 0 "
+            r"over pretrain_epochs, then ALLR\). Received: retrain_kind='ft'",
+        ),
+        ({"method": "bimp", "total_epochs": 20, "lr.decay": "cosine"}, r"`lr.decay` must be left at its default 'step' with method='bimp'"),
+        (
+            {"retrain_kind": "slr", "retrain_lr": 0.05},
+            r"`retrain_lr` must be left at its default 0.0 with retrain_kind='slr' \(only constant, linear, cosine retraining takes it\)",
+        ),
+        ({"optimizer.name": "adam", "optimizer.momentum": 0.5}, r"`optimizer.momentum` must be left at its default 0.9 with optimizer.name='adam' \(only SGD uses it\)"),
         ({"method": "dense", "min_alive": 0.01}, r"`min_alive` must be left at its default 0.0 with method='dense' \(a dense run prunes nothing\). Received: min_alive=0.01"),
         ({"block_size": (4, 1), "selection": "lamp"}, r"`block_size` must be \(\) with selection='lamp'"),
         ({"retrain_kind": "lrw", "total_epochs": 18, "pretrain_epochs": 2, "cycles": 2}, r"`retrain_epochs` must be at most pretrain_epochs=2 for LRW"),
