@@ -275,6 +275,20 @@ def learning_rate(ops: Any, shape: RetrainShape, step: Any, base_at: Callable[[A
     return ops.where(step < shape.pretrain_steps, dense, cycle_lr)
 
 
+def _scaled_floor(ops, tau, numerator: int, denominator):
+    """floor(tau * numerator / denominator), exactly, for integers 0 <= tau, numerator < denominator.
+
+    On JAX without x64 the steps are int32, and tau * numerator overflows from R > 46,341 steps
+    (ImageNet sizes). A float32 estimate is within one of the result; the residual
+    tau * numerator - estimate * denominator is small, and integer arithmetic wraps around
+    (XLA's int32, as int64 elsewhere), so it is exact however large the products, and corrects
+    the estimate."""
+    f32 = "float32"  # the float estimate is >= 0: casting it to an integer is its floor
+    estimate = ops.cast(ops.cast(tau, f32) * ops.cast(numerator, f32) / ops.cast(denominator, f32), "int64")
+    residual = tau * numerator - estimate * denominator
+    return estimate + ops.floor_divide(residual, denominator)
+
+
 def _after_warmup(ops, shape: RetrainShape, tau, rest, peak, k, length, base_at):
     f32 = "float32"
     progress = ops.cast(tau, f32) / ops.cast(rest, f32)
@@ -284,9 +298,8 @@ def _after_warmup(ops, shape: RetrainShape, tau, rest, peak, k, length, base_at)
     if kind == "lrw":
         return base_at(shape.base_steps - length + k)
     if kind == "slr":
-        # tau * L // R without forming tau * L, which overflows int32 (JAX) at ImageNet sizes.
         quotient, remainder = shape.base_steps // rest, shape.base_steps % rest
-        source = tau * quotient + ops.floor_divide(tau * remainder, rest)
+        source = tau * quotient + _scaled_floor(ops, tau, remainder, rest)
         return ops.where(source < shape.base_warmup_steps, ops.convert_to_tensor(shape.max_learning_rate, f32), base_at(source))
     if kind == "clr":
         eta_min, eta_max = shape.min_learning_rate, shape.max_learning_rate

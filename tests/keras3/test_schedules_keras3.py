@@ -85,6 +85,25 @@ def test_same_learning_rate_as_tf_keras_and_numpy_at_every_step(kind, plan):
     np.testing.assert_allclose(learning_rates(k3, steps), values, rtol=1e-6)
 
 
+def test_slr_at_imagenet_size_maps_each_step_exactly_past_int32_products():
+    """ResNet-50's 5005 steps an epoch, a 90-epoch base stepping at epochs 30, 60 and 80, one SLR
+    cycle of 15 epochs: its step tau after the warm-up reads the base at tau * L // R (L = 450,450
+    base steps, R = 67,568 steps after the warm-up), where tau * (L mod R) passes 2^31 (int32 on JAX)."""
+    spe, plan = 5005, Plan(goal_sparsity=0.9, cycles=1, pretrain_epochs=90, retrain_epochs=15)
+    boundaries, values = [30 * spe, 60 * spe, 80 * spe], [0.1, 0.01, 0.001, 0.0001]
+    schedules = [
+        RetrainSchedule(keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values), plan, spe, "slr"),
+        imp_keras.tf_keras.RetrainSchedule(tf_keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values), plan, spe, "slr"),
+    ]
+    start, warmup, base_steps = 90 * spe, int(0.1 * 15 * spe), 90 * spe
+    rest = 15 * spe - warmup
+    taus = [1000, 30000, 47000, 50000, 60000, 67000, rest - 1]
+    expected = [values[sum(tau * base_steps // rest > b for b in boundaries)] for tau in taus]
+    assert expected == [0.1, 0.01, 0.001, 0.001, 0.001, 0.0001, 0.0001]
+    for schedule in schedules:
+        assert [float(schedule(start + warmup + tau)) for tau in taus] == pytest.approx(expected, rel=1e-6)
+
+
 def test_learning_rates_of_a_base_that_takes_one_step_at_a_time():
     base = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=8, warmup_target=0.1, warmup_steps=4)
     expected = [0.0, 0.025, 0.05, 0.075] + [0.1 * (1 + np.cos(np.pi * k / 8)) / 2 for k in range(8)] + [0.0]
