@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from imp_keras import files
+from imp_keras.core.coverage import kernel_role
 from imp_keras.export import checks, onnx, saved_model
 from imp_keras.export.report import ExportReport, FileReport, publish
 from imp_keras.keras3.report import sparsity_report
@@ -80,7 +81,6 @@ _CANNOT = {
         '("Detected mismatch between the structure of `inputs` and `dynamic_shapes`")'
     ),
 }
-_KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
 _SAMPLES = 4
 
 
@@ -171,7 +171,7 @@ def _check_pruned(model: keras.Model, pruned: Mapping[str, Any] | None) -> dict[
     model, or the exact zeros of its kernels."""
     weights = _weights(model)
     if pruned is None:
-        return {v.path: weights[v.path] == 0 for v in model.weights if v.name in _KERNELS}
+        return {v.path: weights[v.path] == 0 for v in model.weights if kernel_role(v.name, len(v.shape)) != "other"}
     if not isinstance(pruned, Mapping):
         raise TypeError(f"`pruned` must be a dict of weight path -> boolean mask, or None. Received: pruned={pruned!r}")
     masks = {}

@@ -9,7 +9,7 @@ from imp_keras.core.schedule import KINDS
 from imp_keras.keras3.callback import IMPCallback
 from imp_keras.keras3.gradual import GMPCallback
 from imp_keras.keras3.guard import NaNGuard
-from imp_keras.keras3.masking import MaskHolder, apply_masks, coverage, masked_weights, prunable, strip
+from imp_keras.keras3.masking import MaskHolder, apply_masks, coverage, masked_weights, prunable, pruned_positions, strip
 from imp_keras.keras3.report import sparsity_report
 from imp_keras.keras3.schedules import RetrainSchedule
 from imp_keras.keras3.verify import verify
@@ -25,6 +25,7 @@ def export(model, out_dir, *args, **kwargs):
     from imp_keras.export.keras3 import export as export_keras3  # only when asked: formats may need TensorFlow
 
     if masked_weights(model):
+        kwargs.setdefault("pruned", pruned_positions(model))  # every masked tensor, not only those named `kernel`
         model = strip(model)
     return export_keras3(model, out_dir, *args, **kwargs)
 

@@ -46,6 +46,7 @@ __all__ = [
     "last_learning_rate",
     "masked_weights",
     "optimizer_slots",
+    "pruned_positions",
     "plain_kernels",
     "prunable",
     "reset_optimizer",
@@ -410,6 +411,12 @@ def prunable(
         for line in skipped:
             print(f"imp_keras: {line}")
     return result
+
+
+def pruned_positions(model: keras.layers.Layer) -> dict[str, np.ndarray]:
+    """Per weight path, the positions the masks of `model` prune: what `strip` leaves at 0, and
+    what the exporter checks in every file."""
+    return {e.weight.path: ops.convert_to_numpy(e.mask) == 0 for e in masked_weights(model)}
 
 
 def strip(model: keras.Model) -> keras.Model:

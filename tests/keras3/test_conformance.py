@@ -360,3 +360,17 @@ def test_a_mid_epoch_backup_resumes_in_step_with_the_epochs(api, make_mlp, train
     assert resumed.epoch == [2, 3] and resumed.history["sparsity"] == whole.history["sparsity"][2:]
     assert int(numpy(model.optimizer.iterations)) == 16
     assert_pruned_stay_zero(api, model, numpy)
+
+
+def test_export_checks_every_masked_tensor_as_the_sparsity_report_counts_it(api, numpy, tmp_path):
+    """LSTM(8) on 4 features + Dense(3): kernel 4x32, recurrent kernel 8x32, fc 8x3 = 128 + 256 +
+    24 = 408 masked weights; every other one pruned (204), the recurrent kernel's included."""
+    k = api.keras
+    x = k.Input((3, 4))
+    model = api.prunable(k.Model(x, k.layers.Dense(3, name="fc")(k.layers.LSTM(8, name="lstm")(x))))
+    entries = api.masked_weights(model)
+    api.apply_masks(entries, [np.arange(int(np.prod(e.mask.shape))).reshape(tuple(e.mask.shape)) % 2 == 1 for e in entries])
+    assert (api.sparsity_report(model).pruned, api.sparsity_report(model).total) == (204, 408)
+    report = api.export(model, tmp_path, formats=("keras",), verbose=0)
+    assert (report.pruned_weights, report.prunable_weights) == (204, 408)
+    assert (report["keras"].pruned_zero, report["keras"].pruned_weights) == (204, 204) and report.passed
