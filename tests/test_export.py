@@ -354,6 +354,17 @@ def test_a_failed_check_is_reported_and_warned(tmp_path, monkeypatch):
     assert report["keras"].problems == ("outputs differ from the Keras model's by up to 0, over -1.0 * (1 + |output|)",)
 
 
+def test_a_file_that_does_not_reload_fails_its_check_and_the_other_formats_go_on(tmp_path):
+    """A Lambda layer: its `.keras` file is written but refused on loading (safe mode)."""
+    x = keras.Input((4,))
+    model = keras.Model(x, keras.layers.Lambda(lambda t: t * 2.0)(keras.layers.Dense(3)(x)))
+    with pytest.warns(UserWarning, match=r"failed their check: \['keras'\]"):
+        report = imp_keras.tf_keras.export(model, tmp_path, ("keras", "h5"), latency_runs=0, verbose=0)
+    assert report["keras"].path == os.path.join(tmp_path, "model.keras") and not report["keras"].passed
+    assert report["keras"].problems[0].startswith("written, but not run: ValueError: Requested the deserialization of a Lambda layer")
+    assert report["h5"].passed and os.path.exists(tmp_path / "export_report.json")
+
+
 # -- files are written atomically -----------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from imp_keras import files
 from imp_keras.export.report import FileReport
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "check_out_dir",
     "check_verbose",
     "compare",
+    "failed_write",
     "file_report",
     "gzip_size",
     "in_batches",
@@ -215,6 +217,15 @@ def file_report(
 def not_written(format: str, path: str | None, pruned: Mapping[str, np.ndarray], problem: str) -> FileReport:
     """The report of a file that could not be written (`path` None) or not be run."""
     return _report(format, path, (0, 0) if path is None else sizes(path), pruned, (0, 0), [problem])
+
+
+def failed_write(format: str, path: str, pruned: Mapping[str, np.ndarray], problem: str) -> FileReport:
+    """The report of a file that could not be written to `path`. A file an earlier export left
+    there is removed: the directory must not hold a model this export did not check."""
+    if os.path.lexists(path):
+        files.remove(path)
+        problem = f"{problem} (the earlier export's {os.path.basename(path)} there was removed)"
+    return not_written(format, None, pruned, problem)
 
 
 def not_run(

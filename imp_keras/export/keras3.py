@@ -229,7 +229,7 @@ class _Checker:
         try:
             _write(self.model, format, path)
         except Exception as error:  # noqa: BLE001 - converters fail in their own ways; the other formats go on
-            return checks.not_written(format, None, self.pruned, f"not written: {type(error).__name__}: {str(error).strip()}")
+            return checks.failed_write(format, path, self.pruned, f"not written: {type(error).__name__}: {str(error).strip()}")
         try:
             outputs, found, fields = self._load_and_run(format, path)
         except Exception as error:  # noqa: BLE001 - a file that does not load or run fails its check

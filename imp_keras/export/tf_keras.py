@@ -216,7 +216,7 @@ class _Checker:
             return self.keras_file(format, path)
         content = self.converted(format, representative)
         if isinstance(content, str):
-            return checks.not_written(format, None, self.pruned, content)
+            return checks.failed_write(format, path, self.pruned, content)
         files.write_bytes(path, content)
         facts = tflite.read_flatbuffer(content)
         if facts.flex_ops:
@@ -258,10 +258,13 @@ class _Checker:
         except OSError:
             raise  # the disk, not the format: nothing else would be written either
         except Exception as error:  # noqa: BLE001 - a format the model cannot be saved in; other formats go on
-            return checks.not_written(format, None, self.pruned, f"not written: {type(error).__name__}: {error}")
-        loaded = keras.models.load_model(path, compile=False)  # no custom objects; .keras in safe mode
-        outputs = _predict(loaded, self.samples)
-        found = _kernels(loaded, self.pruned)
+            return checks.failed_write(format, path, self.pruned, f"not written: {type(error).__name__}: {error}")
+        try:
+            loaded = keras.models.load_model(path, compile=False)  # no custom objects; .keras in safe mode
+            outputs = _predict(loaded, self.samples)
+            found = _kernels(loaded, self.pruned)
+        except Exception as error:  # noqa: BLE001 - a file that does not load or run fails its check; others go on
+            return checks.not_written(format, path, self.pruned, f"written, but not run: {type(error).__name__}: {error}")
         return checks.file_report(format, path, checks.sizes(path), outputs, self.expected, found, self.pruned, exact=True)
 
     def reference(self, written: list[FileReport]) -> FileReport | None:

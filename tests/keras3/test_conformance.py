@@ -1,6 +1,7 @@
 """What every flavour promises, tested the same way: tf_keras, and Keras 3 on TensorFlow, JAX and
 PyTorch (tests/test_backends.py runs this file on the other backends)."""
 
+import os
 import warnings
 
 import numpy as np
@@ -374,3 +375,27 @@ def test_export_checks_every_masked_tensor_as_the_sparsity_report_counts_it(api,
     report = api.export(model, tmp_path, formats=("keras",), verbose=0)
     assert (report.pruned_weights, report.prunable_weights) == (204, 408)
     assert (report["keras"].pruned_zero, report["keras"].pruned_weights) == (204, 204) and report.passed
+
+
+def test_a_format_that_fails_to_write_removes_the_earlier_exports_file(api, tmp_path):
+    """The directory never holds a model this export did not check: model A's model.keras goes
+    when model B, whose config cannot be written, is exported over it."""
+    k = api.keras
+
+    class NoConfig(k.layers.Layer):
+        def call(self, x):
+            return 2.0 * x
+
+        def get_config(self):
+            raise NotImplementedError("no config")
+
+    def model(extra):
+        x = k.Input((4,))
+        y = k.layers.Dense(3, name="fc")(x)
+        return k.Model(x, NoConfig()(y) if extra else y)
+
+    assert api.export(model(False), tmp_path, formats=("keras",), verbose=0).passed
+    report = api.export(model(True), tmp_path, formats=("keras",), verbose=0)
+    assert report["keras"].path is None and not report.passed
+    assert "NotImplementedError: no config (the earlier export's model.keras there was removed)" in report["keras"].problems[0]
+    assert sorted(os.listdir(tmp_path)) == ["export_report.json"]
