@@ -14,7 +14,10 @@ split (`config.data.validation_split` = 1/6, a seed-0 permutation of the trainin
 trainer then evaluates on that split, not the test set: `data.load` returns it as the evaluation
 set and the run's `eval_split` reads "validation", which every selection run is checked for. Each
 method keeps the setting of the highest final validation accuracy (the first in the grid's order
-on a tie); no test accuracy enters the choice.
+on a tie); no test accuracy enters the choice. The split is taken before `max_examples`: for
+fashion_conv2 (10,240 training images) it holds 10,000 of the 60,000 images, and selection trains
+on the first 10,240 of the other 50,000, so on a different 10,240 from the reported runs (1,702 of
+which are among the validation images); both phases run 80 steps an epoch.
 
 Report: each method's chosen setting is trained again on the whole training set with seeds 0..2 and
 its final accuracy on the test set reported (mean ± std), with the winner per sparsity, its margin
@@ -39,8 +42,9 @@ JAX; its tf_keras epochs cost about what LeNet's do there (accuracy.py's 55 and 
 assume the same rate: about 1.5 hours for both setups, with perhaps 50 % either way.
 
 `--setups`, `--seeds` (0: 3), `--runs_dir`, `--verbose` and `--backend` (default here: jax) are
-benchmarks.accuracy's flags, read here too. Finished runs are kept under `--runs_dir` (the trainer's workdirs) and reused when the command is
-run again. Writes `budgets_<setup>_b<B>.json` and `.md` into `--out_dir`.
+benchmarks.accuracy's flags, read here too. Finished runs are kept under `--runs_dir`/budgets (the
+trainer's workdirs) and reused when the command is run again; a report's `seconds` are those of its
+last invocation. Writes `budgets_<setup>_b<B>.json` and `.md` into `--out_dir`.
 """
 
 from collections.abc import Sequence
@@ -186,7 +190,7 @@ def _winner(summary: dict[str, dict[str, Any]], records: Sequence[dict[str, Any]
 def report(setup: accuracy.Setup, budget: int, grid: Grid, seeds: int, runs_dir: str, verbose: int = 0) -> dict[str, Any]:
     """Selection on validation, then the chosen settings on test over `seeds` seeds, at one budget."""
     options = candidates(setup, budget, grid)
-    budget_dir = os.path.join(runs_dir, f"{setup.name}_b{budget}")
+    budget_dir = os.path.join(runs_dir, "budgets", f"{setup.name}_b{budget}")  # apart from accuracy.py's setups
     selection, records = {}, []
     for sparsity in setup.sparsities:
         selection[str(sparsity)] = select(options, sparsity, budget_dir, verbose)
