@@ -28,18 +28,13 @@ paired per-seed differences).
     python -m benchmarks.budgets --setups=mnist_lenet --budgets=15
     python -m benchmarks.budgets --smoke                              # about 20 s; checks it runs
 
-Wall time, an estimate (the benchmark itself has not been run): one dense 2-epoch run of
-mnist_lenet on Keras 3/JAX with the validation split (390 steps an epoch, evaluation on 10,000
-images each epoch) took 1.8 s of training and 3.0 s for the whole run (5.8 s with the process start)
-on the 2 CPU cores here, at a load average of 0.2: about 0.9 s an epoch and 1.2 s a run besides.
-Per setup and budget B, selection trains per sparsity 4 IMP settings (retraining 0.5 B on average),
-2 BIMP and 3 GMP (B each), 7 B epochs, plus 2 dense runs (B in all); the report trains per sparsity 3
-seeds of the 3 chosen settings (up to 2.6 B a seed) plus up to 2 dense runs a seed (3 B in all).
-With 4 sparsities that is about 62 B epochs and 80 runs: for B = 15 and 30, about 2,800 epochs and
-160 runs, 45 to 50 minutes for mnist_lenet on an idle machine (more when the cores are shared).
-fashion_conv2 (3 sparsities, 80 steps of a Conv-2 an epoch: about 2,100 epochs) was not timed on
-JAX; its tf_keras epochs cost about what LeNet's do there (accuracy.py's 55 and 51 minutes), so
-assume the same rate: about 1.5 hours for both setups, with perhaps 50 % either way.
+Wall time, measured on the 2 CPU cores here (Keras 3 on JAX): mnist_lenet 80 runs per budget, 13
+to 16 min at B = 15 (beside a CI run) and 18 min at B = 30 (idle); fashion_conv2 (3 sparsities,
+Conv-2 epochs of 80 steps, a median 4.6 s with evaluation) 62 runs and 61 min at B = 15, with tests
+beside it. Per setup and budget B, selection trains per sparsity 4 IMP settings (retraining 0.5 B on
+average), 2 BIMP and 3 GMP (B each), plus 2 dense runs (B in all); the report trains per sparsity 3
+seeds of the 3 chosen settings plus up to 2 dense runs a seed. Work grows with B, so fashion_conv2
+at B = 30 takes about 2 hours.
 
 `--setups`, `--seeds` (0: 3), `--runs_dir`, `--verbose` and `--backend` (default here: jax) are
 benchmarks.accuracy's flags, read here too. Finished runs are kept under `--runs_dir`/budgets (the
