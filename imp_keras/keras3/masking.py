@@ -117,6 +117,8 @@ class MaskHolder(keras.layers.Wrapper):
         # The wrapper computes the masked kernel, so it computes in the layer's own dtype policy.
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
+        # Input masks (Masking, mask_zero) pass through the wrapper as through the layer.
+        self.supports_masking = layer.supports_masking
         self.embeddings = check_bool("embeddings", embeddings)
         self.depthwise = check_bool("depthwise", depthwise)
         self._targets: list[_Target] = []
@@ -172,6 +174,9 @@ class MaskHolder(keras.layers.Wrapper):
 
     def compute_output_spec(self, *args, **kwargs):
         return self.layer.compute_output_spec(*args, **kwargs)
+
+    def compute_mask(self, inputs, previous_mask):
+        return self.layer.compute_mask(inputs, previous_mask)
 
     def get_config(self):
         return {**super().get_config(), "embeddings": self.embeddings, "depthwise": self.depthwise}
