@@ -108,6 +108,12 @@ class _ByFlavour(type):
     `isinstance` holds for either flavour's instances."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls.__module__ != __name__:  # a user's subclass: its overrides would never run
+            base = next(c.__name__ for c in cls.__mro__ if c.__module__ == __name__)
+            raise TypeError(
+                f"{cls.__name__} subclasses `imp_keras.{base}`, which only picks a flavour's class: subclass "
+                f"`imp_keras.tf_keras.{base}` or `imp_keras.keras3.{base}` instead, the one of the Keras you use."
+            )
         return getattr(adapter(cls._flavour_for(*args, **kwargs)), cls.__name__)(*args, **kwargs)
 
     def __instancecheck__(cls, obj: Any) -> bool:

@@ -67,16 +67,19 @@ class NaNGuardBase:
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._checked = False
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self._fail(f"The training loss is {float(loss)}", batch)
-        if batch == (self.params.get("steps") or 0) - 1:
+        # `>=`: with steps_per_execution, Keras 3 reports the last call's batch past the last step.
+        if self.params.get("steps") and batch >= self.params["steps"] - 1:
             self._check_variables(batch)
+            self._checked = True
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.params.get("steps"):  # fit did not know the epoch's last batch
+        if not self._checked:  # fit did not know the epoch's last batch, or never reported it
             self._check_variables(None)
         loss = (logs or {}).get("val_loss")
         if loss is not None and not math.isfinite(float(loss)):

@@ -14,6 +14,8 @@ import os
 import numpy as np
 import pytest
 
+import imp_keras
+
 from imp_keras import Plan
 
 PLAN = Plan(goal_sparsity=0.9, cycles=3, pretrain_epochs=1, retrain_epochs=1)
@@ -109,6 +111,26 @@ def test_weights_checked_at_epoch_end_when_fit_does_not_know_the_last_batch(api,
     callbacks = [api.IMPCallback(PLAN, verbose=0), api.NaNGuard(), inject(api, numpy, 0, 0, np.inf, into="momentum")]  # IMPCallback builds the slots
     with pytest.raises(api.NonFiniteError, match=r"^NaN or Inf in 2 variable\(s\) .* after the last step at epoch 0\.$"):
         model.fit(batches, epochs=1, callbacks=callbacks, verbose=0, shuffle=False)
+
+
+def test_weights_checked_when_steps_per_execution_does_not_divide_the_epoch(api, make_mlp, train_data, numpy):
+    """4 steps an epoch, 3 a call: Keras 3 reports the last call's end as batch 5, past the last
+    step. The Inf goes into the momentum before the last step: its loss is finite, its update not."""
+    if api.FLAVOUR == "keras3" and api.keras.backend.backend() == "torch":
+        pytest.skip("Keras 3 on PyTorch takes steps_per_execution=1 only")
+    model = api.prunable(make_mlp(api))
+    model.compile(api.keras.optimizers.SGD(0.1, momentum=0.9), loss=api.keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=3)
+    callbacks = [api.IMPCallback(PLAN, verbose=0), api.NaNGuard(), inject(api, numpy, 0, 3, np.inf, into="momentum")]
+    with pytest.raises(api.NonFiniteError, match=r"^NaN or Inf in 2 variable\(s\) .* after the last step at batch [35] of epoch 0\.$"):
+        model.fit(*train_data, batch_size=16, epochs=1, callbacks=callbacks, verbose=0, shuffle=False)
+
+
+def test_subclassing_the_top_level_class_points_to_the_flavours():
+    class Guard(imp_keras.NaNGuard):
+        pass
+
+    with pytest.raises(TypeError, match=r"Guard subclasses `imp_keras.NaNGuard`, .* subclass `imp_keras.tf_keras.NaNGuard` or `imp_keras.keras3.NaNGuard`"):
+        Guard()
 
 
 def test_guard_bad_plan(api):
