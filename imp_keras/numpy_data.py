@@ -2,7 +2,10 @@
 
     data = load("mnist", source="files", data_dir="/data/mnist")
     model.fit(data.train(128, epochs=10), epochs=10, steps_per_epoch=data.steps_per_epoch(128),
-              validation_data=data.evaluation(512))
+              validation_data=data.evaluation(512), shuffle=False)
+
+`shuffle=False` is needed: the batches of all epochs are one PyDataset, which Keras would otherwise
+shuffle across epochs.
 
 The same datasets, preprocessing and augmentation as the tf.data pipelines of `imp_keras.data`, for
 the sources that need no TensorFlow: the original files (read by `imp_keras.datasets`) and synthetic
