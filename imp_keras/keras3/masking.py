@@ -35,8 +35,11 @@ from imp_keras.core.coverage import (
     kernel_role,
 )
 
+STRIPPED_MASKED = "_imp_keras_masked"  # attribute of a stripped model: the names of its masked tensors
+
 __all__ = [
     "MaskHolder",
+    "STRIPPED_MASKED",
     "MaskedWeight",
     "Skipped",
     "apply_masks",
@@ -444,7 +447,10 @@ def strip(model: keras.Model) -> keras.Model:
             return keras.models.clone_model(layer, clone_function=unwrap)
         return layer
 
-    return keras.models.clone_model(model, clone_function=unwrap)
+    plain = keras.models.clone_model(model, clone_function=unwrap)
+    # What was masked, for `sparsity_report` (as tf_keras's strip): not tracked, so never saved.
+    object.__setattr__(plain, STRIPPED_MASKED, tuple(e.name for e in masked_weights(model) if e.trainable))
+    return plain
 
 
 def plain_kernels(model: keras.layers.Layer, embeddings: bool = True) -> list[tuple[str, Any]]:

@@ -402,3 +402,13 @@ def test_a_format_that_fails_to_write_removes_the_earlier_exports_file(api, tmp_
     assert report["keras"].path is None and not report.passed
     assert "NotImplementedError: no config (the earlier export's model.keras there was removed)" in report["keras"].problems[0]
     assert sorted(os.listdir(tmp_path)) == ["export_report.json"]
+
+
+def test_strip_keeps_the_report_of_a_model_with_excluded_layers(api, make_mlp):
+    """fc1 excluded: the report is over logits' 24 weights, half pruned, for the model and its strip."""
+    model = api.prunable(make_mlp(api), exclude=["fc1"])
+    entries = api.masked_weights(model)
+    api.apply_masks(entries, [np.arange(24).reshape(8, 3) % 2 == 0])
+    masked = api.sparsity_report(model)
+    stripped = api.sparsity_report(api.strip(model))
+    assert (masked.pruned, masked.total) == (stripped.pruned, stripped.total) == (12, 24)
