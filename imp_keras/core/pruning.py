@@ -225,11 +225,18 @@ class PruningRun:
         # A cycle prunes before its first step, so a run restored in the middle of that epoch has
         # already pruned (and restored the pruned masks).
         pruning = cycle > 0 and epoch == self.plan.cycle_start_epochs[cycle - 1] and not resumed
+        if pruning and steps_taken is None and self._pruned_already(cycle, alive):
+            pruning = False  # without a step count, the masks tell: a backup saved after this pruning
         self._check_alive(epoch, cycle - 1 if pruning else cycle, alive)
         self.alive = alive
         if self.verified_masks is None:  # what this fit started from: later masks must stay within it
             self.verified_masks = tuple(np.asarray(m) != 0 for m in masks)
         return cycle if pruning else 0
+
+    def _pruned_already(self, cycle: int, alive: int) -> bool:
+        """Whether `alive` is the count after `cycle`'s pruning, and not the one before it."""
+        after, before = (self.plan.alive_after(c, self.n_total) for c in (cycle, cycle - 1))
+        return abs(alive - after) <= self.tolerance < abs(alive - before)
 
     def _check_alive(self, epoch: int, cycles_done: int, alive: int) -> None:
         expected = self.plan.alive_after(cycles_done, self.n_total)
