@@ -69,6 +69,14 @@ def output_settings(
     }
 
 
+# Optimizers whose update moves pruned weights, or that the zeros of pruning break, and why.
+_CANNOT_TRAIN_PRUNED = {
+    "Ftrl": "its accumulators start at `initial_accumulator_value` and it divides by their square roots, so the "
+    "zeros pruning writes into them make the weights NaN",
+    "Muon": "it orthogonalizes each kernel's whole update (Newton-Schulz), which moves the pruned weights too",
+}
+
+
 class MaskCallback:
     """The Keras-free half of a pruning callback.
 
@@ -155,6 +163,13 @@ class MaskCallback:
         masks stay as they are and the counts leave it out, as `verify` and `sparsity_report` do."""
         self._require_model()
         self._check_strippable()
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)  # past a loss scaler
+        why = _CANNOT_TRAIN_PRUNED.get(type(optimizer).__name__)
+        if why:
+            raise ValueError(
+                f"{type(optimizer).__name__} cannot train a pruned model: {why}. Use another optimizer. "
+                f"Received: optimizer={optimizer!r}"
+            )
         entries = self.masking.masked_weights(self.model)
         if not entries:
             raise ValueError(

@@ -475,6 +475,9 @@ def optimizer_slots(optimizer, variable) -> list[Any]:
     optimizer = _inner(optimizer)
     if optimizer is None or not optimizer.built:
         return []
+    inner = getattr(optimizer, "_inner_optimizers", None)  # MultiOptimizer: each variable has one
+    if inner is not None:
+        return [slot for each in inner for slot in optimizer_slots(each, variable)]
     try:
         index = optimizer._get_variable_index(variable)
     except KeyError:  # a variable the optimizer does not train (a frozen layer)
@@ -486,9 +489,11 @@ def optimizer_slots(optimizer, variable) -> list[Any]:
     for name, value in vars(optimizer).items():
         if name == "_trainable_variables" or not isinstance(value, list) or len(value) != count:
             continue
-        if all(isinstance(v, keras.Variable) for v in value):
+        # None where a kind has no slot for some variables (Muon's Adam velocities of the kernels it
+        # updates itself).
+        if all(v is None or isinstance(v, keras.Variable) for v in value):
             slot = value[index]
-            if tuple(slot.shape) == tuple(variable.shape):
+            if slot is not None and tuple(slot.shape) == tuple(variable.shape):
                 slots.append(slot)
     return slots
 

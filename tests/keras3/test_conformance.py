@@ -414,3 +414,30 @@ def test_strip_keeps_the_report_of_a_model_with_excluded_layers(api, make_mlp):
     masked = api.sparsity_report(model)
     stripped = api.sparsity_report(api.strip(model))
     assert (masked.pruned, masked.total) == (stripped.pruned, stripped.total) == (12, 24)
+
+
+def test_keras3_multi_optimizer_slots_are_found_and_kept_zero(api, make_mlp, train_data, numpy):
+    """MultiOptimizer keeps the slots in its inner optimizers."""
+    if api.FLAVOUR != "keras3":
+        pytest.skip("a Keras 3 optimizer")
+    k = api.keras
+    model = api.prunable(make_mlp(api))
+    compile_imp(api, model, k.optimizers.MultiOptimizer(k.optimizers.OptimizerMap(k.optimizers.SGD(0.05, momentum=0.9))))
+    fit_imp(api, model, train_data)
+    kernel = api.masked_weights(model)[0].weight
+    assert api.masking.optimizer_slots(model.optimizer, kernel)  # found, so zeroed and verified
+    assert_pruned_stay_zero(api, model, numpy)
+    assert api.verify(model, PLAN, cycle=3).alive == 12
+
+
+@pytest.mark.parametrize("name", ["Ftrl", "Muon"])
+def test_optimizers_that_move_pruned_weights_are_refused_before_training(api, make_mlp, train_data, numpy, name):
+    """Measured before the refusal: Ftrl's zeroed accumulators made the weights NaN; Muon's
+    orthogonalized update left 49 pruned weights of fc1 nonzero after one cycle."""
+    if not hasattr(api.keras.optimizers, name):
+        pytest.skip(f"{api.FLAVOUR} has no {name}")
+    model = api.prunable(make_mlp(api))
+    compile_imp(api, model, getattr(api.keras.optimizers, name)(0.05))
+    with pytest.raises(ValueError, match=f"^{name} cannot train a pruned model: .* Received: optimizer="):
+        fit_imp(api, model, train_data)
+    assert int(numpy(model.optimizer.iterations)) == 0
