@@ -456,11 +456,13 @@ def strip(model: keras.Model) -> keras.Model:
 def plain_kernels(model: keras.layers.Layer, embeddings: bool = True) -> list[tuple[str, Any]]:
     """The kernels `prunable` would mask in a plain (unwrapped or stripped) model, as (name, variable)."""
     found, seen = [], set()
+    # Outer layers come before their sublayers: a kernel is named from the outermost one that holds
+    # it (`lstm/lstm_cell/kernel`), as `masked_weights` names it.
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, (keras.Model, MaskHolder)):
             continue
         for target in _targets(layer, embeddings):
-            if id(target.variable) not in seen and target.owner is layer:
+            if id(target.variable) not in seen:
                 seen.add(id(target.variable))
                 found.append((target.name, target.variable))
     return found
