@@ -20,7 +20,9 @@ class NaNGuard(NaNGuardBase, keras.callbacks.Callback):
     hook, before any callback's `on_epoch_end`, wherever the guard stands in the callback list: a
     `BackupAndRestore` backup, the ladder and the metrics never record the faulty epoch, so the run
     keeps its last good state. (`keras.callbacks.TerminateOnNaN` only stops training, after the
-    faulty epoch has been backed up.)
+    faulty epoch has been backed up.) A backup saved every N batches (`save_freq=N`) is not covered:
+    the weights are checked once an epoch, so a step that makes them non-finite with a finite loss
+    can be saved before the next batch's loss raises.
 
     Args:
       plan: the run's `Plan`, to name the IMP cycle of the faulty epoch; None for dense training.
