@@ -237,6 +237,17 @@ def test_reset_optimizer_zeroes_state_but_keeps_step_count():
         assert len(slots) == 2 and all(np.count_nonzero(s.numpy()) == 0 for s in slots)
 
 
+@pytest.mark.parametrize("make_optimizer", [keras.optimizers.Adagrad, keras.optimizers.legacy.Adagrad], ids=["adagrad", "legacy_adagrad"])
+def test_reset_optimizer_restarts_adagrad_accumulators_at_their_initial_value(make_optimizer):
+    model = prunable(mlp())
+    model.compile(make_optimizer(0.01, initial_accumulator_value=0.25), loss="mse")
+    model.fit(np.random.rand(16, 6), np.random.rand(16, 3), batch_size=4, epochs=1, verbose=0)
+    reset_optimizer(model.optimizer, model.trainable_weights)
+    for variable in model.trainable_weights:
+        (slot,) = optimizer_slots(model.optimizer, variable)
+        np.testing.assert_array_equal(slot.numpy(), np.full(variable.shape, 0.25, np.float32))
+
+
 def test_wrapped_model_saves_and_loads_without_custom_objects(tmp_path):
     model = prunable(small_cnn())
     masks = _half_masks(model)

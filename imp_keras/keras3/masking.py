@@ -501,14 +501,22 @@ def optimizer_slots(optimizer, variable) -> list[Any]:
 
 
 def reset_optimizer(optimizer, variables: Sequence[Any]) -> None:
-    """Zeroes the optimizer's state for `variables` (moving averages restart from the weights);
-    its step counter stays, so learning-rate schedules continue."""
-    averages = {id(v) for v in getattr(_inner(optimizer), "_model_variables_moving_average", None) or []}
+    """Restarts the optimizer's state for `variables` as it was built: moving averages from the
+    weights, Adagrad's accumulators at `initial_accumulator_value`, the rest at 0. Its step counter
+    stays, so learning-rate schedules continue."""
+    inner = _inner(optimizer)
+    averages = {id(v) for v in getattr(inner, "_model_variables_moving_average", None) or []}
+    accumulators = {id(v) for v in getattr(inner, "_accumulators", None) or []}
     for variable in variables:
         for slot in optimizer_slots(optimizer, variable):
-            # A copy: on JAX, assigning the variable itself makes both share one buffer, which the
-            # traced step then donates twice.
-            slot.assign(np.array(ops.convert_to_numpy(variable)) if id(slot) in averages else np.zeros(slot.shape, slot.dtype))
+            if id(slot) in averages:
+                # A copy: on JAX, assigning the variable itself makes both share one buffer, which the
+                # traced step then donates twice.
+                slot.assign(np.array(ops.convert_to_numpy(variable)))
+            elif id(slot) in accumulators:
+                slot.assign(np.full(slot.shape, inner.initial_accumulator_value, slot.dtype))
+            else:
+                slot.assign(np.zeros(slot.shape, slot.dtype))
 
 
 def apply_masks(entries: Sequence[MaskedWeight], masks: Sequence[np.ndarray] | None = None, optimizer=None) -> None:

@@ -100,7 +100,8 @@ class IMPCallback(IMPCallbackBase, Hooks, keras.callbacks.Callback):
       schedule: the `RetrainSchedule` the optimizer was compiled with (needed for ALLR), or None
         when the learning rate comes from elsewhere.
       selection: criterion name (`global`, `uniform`, `uniform_plus`, `erk`, `lamp`) or callable.
-      reset_optimizer: zero the optimizer state at the first pruning, as the paper does.
+      reset_optimizer: restart the optimizer state at the first pruning, as the paper does (momenta
+        and moments at 0, Adagrad's accumulators at `initial_accumulator_value`).
       block_size: (rows, cols) blocks of Dense kernels ([in, out]) pruned as a whole, e.g. (4, 1)
         for TFLite's sparse kernel; other kernels stay unstructured. Needs `selection="global"`.
       ladder_dir: if given, the stripped model is saved there at the end of every cycle as

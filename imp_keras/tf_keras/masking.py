@@ -565,13 +565,30 @@ def optimizer_slots(optimizer, variable: tf.Variable) -> list[tf.Variable]:
 
 
 def reset_optimizer(optimizer, variables: Sequence[tf.Variable]) -> None:
-    """Zeroes the optimizer's state for `variables` (moving averages restart from the weights);
-    its step counter stays, so learning-rate schedules continue."""
+    """Restarts the optimizer's state for `variables` as it was built: moving averages from the
+    weights, Adagrad's accumulators at `initial_accumulator_value`, the rest at 0. Its step counter
+    stays, so learning-rate schedules continue."""
     inner = _inner(optimizer)
     averages = {id(v) for v in getattr(inner, "_model_variables_moving_average", [])}
     for variable in variables:
+        accumulators, start = _accumulators(inner, variable)
         for slot in optimizer_slots(optimizer, variable):
-            slot.assign(variable if id(slot) in averages else tf.zeros_like(slot))
+            if id(slot) in averages:
+                slot.assign(variable)
+            elif id(slot) in accumulators:
+                slot.assign(tf.fill(slot.shape, tf.cast(start, slot.dtype)))
+            else:
+                slot.assign(tf.zeros_like(slot))
+
+
+def _accumulators(optimizer, variable: tf.Variable) -> tuple[set[int], float]:
+    """The ids of Adagrad's accumulators among `variable`'s slots, and the value they start at."""
+    if not _is_legacy(optimizer):
+        return {id(v) for v in getattr(optimizer, "_accumulators", None) or []}, getattr(optimizer, "initial_accumulator_value", 0.0)
+    try:
+        return {id(optimizer.get_slot(variable, "accumulator"))}, optimizer._initial_accumulator_value
+    except (KeyError, AttributeError):  # no such slot, or a variable it does not train
+        return set(), 0.0
 
 
 def apply_masks(entries: Sequence[MaskedWeight], masks: Sequence[np.ndarray] | None = None, optimizer=None) -> None:

@@ -73,6 +73,27 @@ def test_pruned_weights_and_their_slots_stay_zero(api, make_mlp, train_data, num
     assert api.verify(model, PLAN, cycle=3).alive == 12
 
 
+def test_reset_restarts_adagrad_accumulators_at_their_initial_value(api, make_mlp, train_data, numpy):
+    """At the first pruning the alive weights' accumulators restart where Adagrad built them (0.25),
+    not at 0, which would make the next steps about lr in size whatever the gradient."""
+    model = api.prunable(make_mlp(api))
+    compile_imp(api, model, api.keras.optimizers.Adagrad(0.05, initial_accumulator_value=0.25))
+    seen = []
+
+    class AfterPruning(api.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                for entry in api.masked_weights(self.model):
+                    (slot,) = api.masking.optimizer_slots(self.model.optimizer, entry.weight)
+                    seen.append((numpy(entry.mask), numpy(slot)))
+
+    fit_imp(api, model, train_data, epochs=2, callbacks=[AfterPruning()])
+    assert sum(int(mask.sum()) for mask, _ in seen) == ALIVE[1]
+    for mask, slot in seen:
+        np.testing.assert_array_equal(slot, np.where(mask == 1, np.float32(0.25), 0.0))
+    assert api.verify(model, PLAN, cycle=1).alive == ALIVE[1]
+
+
 def test_strip_and_save_load_keep_masks_reports_and_outputs(api, make_mlp, train_data, numpy, tmp_path):
     model = api.prunable(make_mlp(api))
     fit_imp(api, model, train_data, compile_imp(api, model))
