@@ -5,6 +5,8 @@ Common set-up: a window from epoch 1 to epoch 3 of a 4-epoch run of 4 steps, upd
 positions 4, 6, 8, 10 and 12; t = 0, 1/4, 1/2, 3/4, 1.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,25 @@ def test_window_in_steps_for_each_unit():
     assert [WINDOW.last_update(p) for p in (0, 3, 4, 5, 6, 11, 12, 40)] == [None, None, 4, 4, 6, 10, 12, 12]
     assert [WINDOW.previous_update(u) for u in (4, 6, 12)] == [None, 4, 10]
     assert [Window(5, 15, 3).previous_update(15)] == [14]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((5, 5, 1), "A window needs begin_step < end_step. Received: begin_step=5, end_step=5"),
+        ((0, 10, 0), "`frequency` must be an integer >= 1. Received: frequency=0"),
+        ((-1, 10, 1), "`begin_step` must be an integer >= 0. Received: begin_step=-1"),
+    ],
+)
+def test_bad_windows_are_refused(args, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Window(*args)
+
+
+def test_half_step_window_edges_round_up_at_both_ends():
+    # 2.5 and 3.5 steps: [3, 4), where Python's round (half to even) gave [2, 4).
+    assert CubicSchedule(0.5, 0.25, 0.35, "fraction", 1).window(10, 1) == Window(3, 4, 1)
+    assert CubicSchedule(0.5, 0.5, 1.5, "epoch", 1).window(None, 5) == Window(3, 8, 1)
 
 
 def test_alive_after_every_update_is_the_cubic_count_and_exact_at_the_end():

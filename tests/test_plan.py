@@ -146,6 +146,11 @@ def test_alive_after_and_removal_count(goal, cycles, exact_goal, n, alive, remov
     assert all(type(plan.alive_after(j, n)) is int for j in range(cycles + 1))
 
 
+def test_removal_count_names_the_cycle_received():
+    with pytest.raises(ValueError, match=re.escape("`cycle` must be an integer >= 1. Received: cycle=0")):
+        Plan(0.9, 3, 1, 1).removal_count(0, 100)
+
+
 @pytest.mark.parametrize(
     "goal, cycles, n",
     [

@@ -158,6 +158,12 @@ def test_config_is_flat_apart_from_base():
         (dict(steps_per_epoch=0), "`steps_per_epoch` must be an integer >= 1. Received: steps_per_epoch=0"),
         (dict(base=None), "`base` is required"),
         (dict(kind="slr", initial_learning_rate=0.1), "apply to kinds"),
+        (dict(kind="slr", warmup_fraction=0.2), "Received: initial_learning_rate=None, warmup_fraction=0.2"),
+        (
+            dict(kind="cosine", initial_learning_rate=0.1, max_learning_rate=5.0, min_learning_rate=1.0),
+            "which kind='cosine' does not use",
+        ),
+        (dict(kind="constant", initial_learning_rate=0.1, min_learning_rate=0.01), "Received: max_learning_rate=None, min_learning_rate=0.01"),
         (dict(kind="linear"), "needs a finite `initial_learning_rate` > 0"),
         (dict(kind="linear", initial_learning_rate=0.1, warmup_fraction=1.0), "`warmup_fraction` must be in"),
         (dict(plan=Plan(0.9, 2, 1, 2), kind="lrw"), "longer than the base schedule"),

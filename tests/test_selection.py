@@ -132,6 +132,8 @@ def test_criteria_registry():
 
     assert get_criterion(custom) is custom
     assert set(MULTI_CYCLE_EXPECTED) == set(CRITERIA)
+    with pytest.raises(ValueError, match=re.escape("Received: selection=['global']")):
+        get_criterion(["global"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -691,6 +693,19 @@ def test_floors_of_a_count_and_of_a_fraction_capped_at_alive():
     assert floors(0.01, [1000, 50], [1000, 20]).tolist() == [10, 1]
     assert floors(3, [1000, 50], [1000, 2]).tolist() == [3, 2]
     assert floors(100, [10, 50], [10, 50]).tolist() == [10, 50]
+
+
+def test_a_fraction_floor_is_the_ceiling_of_the_decimal_written():
+    # In binary floating point 0.07 * 100 = 7.000000000000001 and 0.28 * 100 = 28.000000000000004.
+    assert floors(0.07, [100, 200, 101], [100, 200, 101]).tolist() == [7, 14, 8]
+    assert floors(0.28, [100], [100]).tolist() == [28]
+    assert floors(np.float32(0.07), [100], [100]).tolist() == [7]
+    # Every weight of the first tensor is smaller than the second's: removing 95 of 110 would leave
+    # it 5; its floor keeps 7 (not 8) and the second tensor gives up the other 2.
+    w = [np.arange(1, 101, dtype=np.float32).reshape(10, 10) / 100, np.arange(10, 20, dtype=np.float32)]
+    m = [np.ones((10, 10), bool), np.ones(10, bool)]
+    kept = select("global", w, m, 95, min_alive=0.07)
+    assert [int(x.sum()) for x in kept] == [7, 8]
 
 
 def test_global_floor_keeps_each_tensors_best_weights():

@@ -39,6 +39,12 @@ class Window:
     end_step: int
     frequency: int
 
+    def __post_init__(self):
+        begin = check_int("begin_step", self.begin_step, 0)
+        if check_int("end_step", self.end_step, 0) <= begin:
+            raise ValueError(f"A window needs begin_step < end_step. Received: begin_step={begin}, end_step={self.end_step}")
+        check_int("frequency", self.frequency, 1)
+
     def last_update(self, position: int) -> int | None:
         """The latest update at or before `position`; None before the window."""
         if position < self.begin_step:
@@ -130,7 +136,8 @@ class CubicSchedule:
             )
         total = None if epochs is None or steps_per_epoch is None else epochs * steps_per_epoch
         scale = {"fraction": total, "epoch": steps_per_epoch, "step": 1}[self.unit]
-        begin_step, end_step = round(self.begin * scale), round(self.end * scale)
+        # Half steps round up at both edges (Python's round would send 2.5 to 2 and 3.5 to 4).
+        begin_step, end_step = math.floor(self.begin * scale + 0.5), math.floor(self.end * scale + 0.5)
         if begin_step >= end_step:
             raise ValueError(
                 f"The pruning window begin={self.begin!r}, end={self.end!r} (unit={self.unit!r}) is empty in optimizer "

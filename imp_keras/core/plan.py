@@ -149,6 +149,7 @@ class Plan:
 
     def removal_count(self, cycle: int, n_total: int) -> int:
         """Number of weights that the pruning of `cycle` (1-based) removes."""
+        check_int("cycle", cycle, 1)
         return self.alive_after(cycle - 1, n_total) - self.alive_after(cycle, n_total)
 
     def get_config(self) -> dict[str, Any]:

@@ -79,17 +79,24 @@ def allr_peak(d: float, max_learning_rate: float, fraction: float, retrain_epoch
     return float(np.clip(max_learning_rate * d / math.sqrt(fraction), lower, upper))
 
 
-def _check_tunable(kind: str, initial_learning_rate: Any, warmup_fraction: Any) -> None:
+def _check_tunable(kind: str, initial_learning_rate: Any, warmup_fraction: Any, max_learning_rate: Any, min_learning_rate: Any) -> None:
     if kind in TUNABLE:
         rate = initial_learning_rate
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 < rate < math.inf:
             raise ValueError(
                 f"kind={kind!r} needs a finite `initial_learning_rate` > 0. Received: initial_learning_rate={rate!r}"
             )
+        if max_learning_rate is not None or min_learning_rate is not None:
+            raise ValueError(
+                f"`max_learning_rate` and `min_learning_rate` are the paper's eta_max and eta_min, which kind={kind!r} "
+                "does not use: its cycles run from `initial_learning_rate` (to 0 for 'linear' and 'cosine'). "
+                f"Received: max_learning_rate={max_learning_rate!r}, min_learning_rate={min_learning_rate!r}"
+            )
     elif initial_learning_rate is not None or warmup_fraction is not None:
         raise ValueError(
             f"`initial_learning_rate` and `warmup_fraction` apply to kinds {TUNABLE} only, "
-            f"not kind={kind!r} (its warm-up is fixed by the paper at 10 %)."
+            f"not kind={kind!r} (its warm-up is fixed by the paper at 10 %). Received: "
+            f"initial_learning_rate={initial_learning_rate!r}, warmup_fraction={warmup_fraction!r}"
         )
     if warmup_fraction is not None and not (
         isinstance(warmup_fraction, numbers.Real) and not isinstance(warmup_fraction, bool) and 0 <= warmup_fraction < 1
@@ -152,7 +159,7 @@ class RetrainShape:
             base_values = lambda steps: np.full(np.shape(steps), constant, np.float64)  # noqa: E731
         has_base = base_values is not None
         steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, 1)
-        _check_tunable(kind, initial_learning_rate, warmup_fraction)
+        _check_tunable(kind, initial_learning_rate, warmup_fraction, max_learning_rate, min_learning_rate)
         uses_base = has_base and (plan.pretrain_epochs > 0 or kind not in TUNABLE)
         if not has_base and (plan.pretrain_epochs > 0 or kind in _NEEDS_BASE_SHAPE):
             raise ValueError(

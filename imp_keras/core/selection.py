@@ -29,6 +29,7 @@ add up to `count`, so it removes as close to `count` as they allow.
 """
 
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 import math
 
 import numpy as np
@@ -136,6 +137,12 @@ def _prune_lowest_above(
     return [n | k for n, k in zip(_prune_lowest(scores, candidates, count, magnitude=magnitude), keep)]
 
 
+def _ceil_of_fraction(fraction: float, size: int) -> int:
+    """ceil(fraction * size) for the decimal `fraction` was written as: 0.07 * 100 is
+    7.000000000000001 in binary floating point, whose ceiling would keep one weight too many."""
+    return math.ceil(Fraction(str(fraction)) * size)
+
+
 def floors(min_alive: int | float | None, sizes: Sequence[int], alive: Sequence[int]) -> np.ndarray:
     """Per tensor, the fewest alive weights `min_alive` lets a criterion leave: at least k weights
     (an int) or ceil(fraction * size) (a float in (0, 1)), never more than are alive now.
@@ -146,8 +153,8 @@ def floors(min_alive: int | float | None, sizes: Sequence[int], alive: Sequence[
     sizes = np.asarray(sizes, dtype=np.int64)
     if min_alive is None:
         wanted = np.zeros_like(sizes)
-    elif isinstance(min_alive, float):
-        wanted = np.ceil(min_alive * sizes).astype(np.int64)
+    elif isinstance(min_alive, (float, np.floating)):
+        wanted = np.array([_ceil_of_fraction(min_alive, size) for size in sizes.tolist()], dtype=np.int64)
     else:
         wanted = np.full_like(sizes, min_alive)
     return np.minimum(np.minimum(wanted, sizes), np.asarray(alive, dtype=np.int64))
@@ -270,7 +277,7 @@ def _uniform_plus_floor(shapes: Sequence[tuple[int, ...]], alive: np.ndarray, la
     if first_conv is not None:
         lower[first_conv] = alive[first_conv]
     last = len(shapes) - 1
-    lower[last] = max(lower[last], min(alive[last], math.ceil(last_layer_min_density * math.prod(shapes[last]))))
+    lower[last] = max(lower[last], min(alive[last], _ceil_of_fraction(last_layer_min_density, math.prod(shapes[last]))))
     return lower
 
 
@@ -324,7 +331,7 @@ def get_criterion(selection: str | Criterion) -> Criterion:
     """Returns the criterion named `selection` (a key of `CRITERIA`), or `selection` if callable."""
     if callable(selection):
         return selection
-    if selection not in CRITERIA:
+    if not isinstance(selection, str) or selection not in CRITERIA:
         raise ValueError(f"`selection` must be one of {sorted(CRITERIA)} or a callable. Received: selection={selection!r}")
     return CRITERIA[selection]
 
@@ -352,8 +359,23 @@ def max_removable(
     return int(alive.sum() - lower.sum())
 
 
-def _checked_masks(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> tuple[list[np.ndarray], int]:
-    """The masks as boolean arrays and the number alive, after checking shapes, weights and `count`."""
+def _numbers(i: int, weight: np.ndarray) -> np.ndarray:
+    """`weight` as an array NumPy can rank; bfloat16 and float8 (ml_dtypes, which NumPy does not
+    count as numbers) become float32, which holds their values exactly."""
+    array = np.asarray(weight)
+    if array.dtype.kind == "V" and array.dtype.names is None:
+        try:
+            array = array.astype(np.float32)
+        except (TypeError, ValueError):
+            pass
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"Tensor {i}: `weights` must be numbers. Received: an array of {array.dtype}.")
+    return array
+
+
+def _checked(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], count: int) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """The weights as number arrays, the masks as boolean arrays and the number alive, after
+    checking shapes, weights and `count`."""
     if any(isinstance(x, (str, bytes)) or not isinstance(x, (Sequence, np.ndarray)) for x in (weights, masks)):
         raise ValueError(
             "`weights` and `masks` must be lists of arrays, one per tensor. Received: "
@@ -365,17 +387,16 @@ def _checked_masks(weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], c
             f"{len(weights)} weights and {len(masks)} masks."
         )
     masks = [m if isinstance(m, np.ndarray) and m.dtype == bool else np.asarray(m) != 0 for m in masks]
+    weights = [_numbers(i, w) for i, w in enumerate(weights)]
     for i, (w, m) in enumerate(zip(weights, masks)):
-        if np.shape(w) != m.shape:
-            raise ValueError(f"Tensor {i}: weight shape {np.shape(w)} differs from mask shape {m.shape}.")
-        if not np.issubdtype(np.asarray(w).dtype, np.number):
-            raise ValueError(f"Tensor {i}: `weights` must be numbers. Received: an array of {np.asarray(w).dtype}.")
+        if w.shape != m.shape:
+            raise ValueError(f"Tensor {i}: weight shape {w.shape} differs from mask shape {m.shape}.")
         if not np.all(np.isfinite(w)):
             raise ValueError(f"Tensor {i} has NaN or Inf weights; refusing to rank them.")
     n_alive = int(_alive(masks).sum())
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= n_alive:
         raise ValueError(f"`count` must be an integer in [0, {n_alive}] (the alive weights). Received: count={count!r}")
-    return masks, n_alive
+    return weights, masks, n_alive
 
 
 def select(
@@ -407,7 +428,7 @@ def select(
     [[[0, 1], [1, 0]], [1, 0]]
     """
     criterion = get_criterion(selection)
-    masks, n_alive = _checked_masks(weights, masks, count)
+    weights, masks, n_alive = _checked(weights, masks, count)
     min_alive = check_min_alive(min_alive)
     if min_alive is None:
         new = criterion(weights, masks, int(count))
@@ -507,7 +528,7 @@ def select_blocks(
     >>> [x.astype(int).tolist() for x in select_blocks(w, m, count=3, block_sizes=[(2, 1), None])]
     [[[0, 1], [0, 1], [1, 1], [1, 1]], [0, 1]]
     """
-    masks, _ = _checked_masks(weights, masks, count)
+    weights, masks, _ = _checked(weights, masks, count)
     if len(block_sizes) != len(weights):
         raise ValueError(f"`block_sizes` must give one entry per tensor ({len(weights)}). Received: {len(block_sizes)} entries.")
     blocks = []

@@ -1,6 +1,7 @@
 """The learning rate of an IMP run on tf_keras: `imp_keras.core.schedule`'s closed form, evaluated
 with TensorFlow ops inside a tf_keras `LearningRateSchedule`."""
 
+import numbers
 import types
 from typing import Any
 
@@ -89,10 +90,10 @@ class RetrainSchedule(RetrainScheduleBase, Schedule, tf.Module):
         tf.Module.__init__(self, name=name)
 
     def _check_base(self, base: Any) -> float | None:
-        if base is not None and not isinstance(base, (int, float)) or isinstance(base, bool):
-            require_tf_keras(base, "base", Schedule)
-            return None
-        return base
+        if base is None or isinstance(base, numbers.Real):  # the core checks the number (and refuses a bool)
+            return base
+        require_tf_keras(base, "base", Schedule)
+        return None
 
     def _variable(self, values: np.ndarray, name: str) -> tf.Variable:
         return tf.Variable(values, trainable=False, name=name)

@@ -94,6 +94,29 @@ def test_reset_restarts_adagrad_accumulators_at_their_initial_value(api, make_ml
     assert api.verify(model, PLAN, cycle=1).alive == ALIVE[1]
 
 
+def test_bfloat16_weights_are_ranked_and_pruned_to_the_plan(api, train_data, numpy):
+    """NumPy does not count bfloat16 (ml_dtypes, TensorFlow's own type) as numbers; selection ranks
+    it as float32, which holds it exactly."""
+    k = api.keras
+    model = api.prunable(k.Sequential([
+        k.Input((12,)),
+        k.layers.Dense(8, activation="relu", name="fc1", dtype="bfloat16"),
+        k.layers.Dense(3, name="logits", dtype="bfloat16"),
+    ]))
+    history, _ = fit_imp(api, model, train_data, compile_imp(api, model))
+    assert [round(120 * (1 - s)) for s in history.history["sparsity"]] == ALIVE
+    assert api.verify(model, PLAN, cycle=3).alive == 12
+    assert_pruned_stay_zero(api, model, numpy)
+
+
+def test_a_numpy_scalar_base_gives_the_schedule_of_the_number(api, numpy):
+    for kind in ("lrw", "slr"):
+        expected = api.RetrainSchedule(0.05, PLAN, steps_per_epoch=STEPS, kind=kind)
+        given = api.RetrainSchedule(np.float32(0.05), PLAN, steps_per_epoch=STEPS, kind=kind)
+        steps = range(PLAN.total_epochs * STEPS)
+        assert [float(numpy(given(t))) for t in steps] == [float(numpy(expected(t))) for t in steps]
+
+
 def test_strip_and_save_load_keep_masks_reports_and_outputs(api, make_mlp, train_data, numpy, tmp_path):
     model = api.prunable(make_mlp(api))
     fit_imp(api, model, train_data, compile_imp(api, model))
