@@ -27,6 +27,7 @@ from imp_keras import files
 from imp_keras.core.coverage import kernel_role
 from imp_keras.export import checks, onnx, saved_model
 from imp_keras.export.report import ExportReport, FileReport, publish
+from imp_keras.keras3 import masking
 from imp_keras.keras3.report import sparsity_report
 
 __all__ = [
@@ -132,6 +133,16 @@ def _check_model(model: Any) -> list[Any]:
             f"Received: model={model.name!r} without inputs"
         )
     return inputs
+
+
+def _plain(model: Any, pruned: Mapping[str, Any] | None) -> tuple[Any, Mapping[str, Any] | None]:
+    """`model` with its masks applied and its `MaskHolder`s stripped when it has them, and the
+    positions every file must hold at 0: by default what its masks prune (every masked tensor)."""
+    if not isinstance(model, keras.Model) or not masking.masked_weights(model):
+        return model, pruned
+    if pruned is None:
+        pruned = masking.pruned_positions(model)
+    return masking.strip(model), pruned
 
 
 def _check_formats(formats: Sequence[str] | None) -> tuple[str, ...]:
@@ -291,13 +302,15 @@ def export(
     converter's message; the others are still written and checked.
 
     Args:
-      model: a Functional or Sequential Keras 3 model, pruning wrappers stripped.
+      model: a Functional or Sequential Keras 3 model; one with `MaskHolder`s (from `prunable`)
+        is exported as `strip` gives it, its masks applied.
       out_dir: directory for the files and `export_report.json`; created if missing, and files of
         an earlier export there are replaced.
       formats: names from `FORMATS`; None for `default_formats()`, those the current backend can
         write with the packages installed.
       pruned: weight path (`"dense/kernel"`) -> boolean mask of the weights that must be 0 in
-        every file; None for the exact zeros of the model's kernels.
+        every file; None for what the masks prune (a model with `MaskHolder`s), else the exact
+        zeros of the model's kernels.
       sample_inputs: inputs to compare the files with the model on (an array, or one per model
         input, samples first); by default 4 seeded standard-normal samples (whole batches of a
         fixed batch size).
@@ -311,6 +324,7 @@ def export(
       ValueError: unknown formats, a format the backend cannot write (the message says what to
         do), inputs that do not fit the model, or `pruned` marking weights that are not 0.
     """
+    model, pruned = _plain(model, pruned)
     inputs = _check_model(model)
     out_dir = checks.check_out_dir(out_dir)
     formats = _check_formats(formats)

@@ -24,9 +24,6 @@ def export(model, out_dir, *args, **kwargs):
     `imp_keras.export.keras3.export`."""
     from imp_keras.export.keras3 import export as export_keras3  # only when asked: formats may need TensorFlow
 
-    if masked_weights(model):
-        kwargs.setdefault("pruned", pruned_positions(model))  # every masked tensor, not only those named `kernel`
-        model = strip(model)
     return export_keras3(model, out_dir, *args, **kwargs)
 
 

@@ -124,9 +124,8 @@ class Hooks(MaskCallback):
         chief = _is_chief()
         if not chief:
             options["verbose"] = 0
-        options.setdefault("pruned", masking.pruned_positions(self.model))
         with _chief_directory(self.export_dir) as directory:
-            report = export(masking.strip(self.model), directory, **options)
+            report = export(self.model, directory, **options)
         return report if chief else None
 
 

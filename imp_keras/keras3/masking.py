@@ -430,7 +430,8 @@ def pruned_positions(model: keras.layers.Layer) -> dict[str, np.ndarray]:
 def strip(model: keras.Model) -> keras.Model:
     """The plain Keras 3 model: masks applied to the weights, `MaskHolder`s replaced by their layers.
 
-    The result shares its layers (and weights) with `model`."""
+    The result shares its layers (and weights) with `model`, and is not compiled (as tf_keras's
+    strip): saved, it loads in any Keras 3 without imp_keras. Compile it to evaluate or train it."""
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a Keras 3 model. Received: model={model!r}")
     apply_masks(masked_weights(model))
@@ -447,7 +448,14 @@ def strip(model: keras.Model) -> keras.Model:
             return keras.models.clone_model(layer, clone_function=unwrap)
         return layer
 
-    plain = keras.models.clone_model(model, clone_function=unwrap)
+    # clone_model compiles the clone as the model is compiled, with a new optimizer: its state would
+    # not be the model's, and its schedule (often imp_keras') would make every saved file need imp_keras.
+    compiled = model.compiled
+    model.compiled = False
+    try:
+        plain = keras.models.clone_model(model, clone_function=unwrap)
+    finally:
+        model.compiled = compiled
     # What was masked, for `sparsity_report` (as tf_keras's strip): not tracked, so never saved.
     object.__setattr__(plain, STRIPPED_MASKED, tuple(e.name for e in masked_weights(model) if e.trainable))
     return plain

@@ -3,6 +3,7 @@ PyTorch (tests/test_backends.py runs this file on the other backends)."""
 
 import os
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -137,6 +138,20 @@ def test_strip_and_save_load_keep_masks_reports_and_outputs(api, make_mlp, train
     fresh.fit(*train_data, batch_size=16, epochs=2, verbose=0)
     assert_pruned_stay_zero(api, fresh, numpy)
     assert api.sparsity_report(fresh) == before
+
+
+def test_export_of_a_masked_model_writes_the_stripped_model_without_imp_keras(api, make_mlp, train_data, tmp_path):
+    """`imp_keras.export` takes the model as trained: its masks are applied and its MaskHolders
+    stripped; the `.keras` file names no imp_keras class (the layers, or the schedule of an
+    optimizer), so plain Keras loads it."""
+    model = api.prunable(make_mlp(api))
+    fit_imp(api, model, train_data, compile_imp(api, model))
+    report = imp_keras.export(model, tmp_path, formats=("keras",), verbose=0)
+    assert report.passed and (report.prunable_weights, report.pruned_weights) == (120, 108)
+    assert model.optimizer is not None and getattr(api.strip(model), "optimizer", None) is None
+    with zipfile.ZipFile(report["keras"].path) as archive:
+        config = archive.read("config.json").decode()
+    assert "imp_keras" not in config and "MaskHolder" not in config and "Dense" in config
 
 
 def test_save_weights_load_weights_restores_the_masks(api, make_mlp, train_data, numpy, tmp_path):
