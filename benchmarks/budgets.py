@@ -33,8 +33,8 @@ to 16 min at B = 15 (beside a CI run) and 18 min at B = 30 (idle); fashion_conv2
 Conv-2 epochs of 80 steps, a median 4.6 s with evaluation) 62 runs and 61 min at B = 15, with tests
 beside it. Per setup and budget B, selection trains per sparsity 4 IMP settings (retraining 0.5 B on
 average), 2 BIMP and 3 GMP (B each), plus 2 dense runs (B in all); the report trains per sparsity 3
-seeds of the 3 chosen settings plus up to 2 dense runs a seed. Work grows with B, so fashion_conv2
-at B = 30 takes about 2 hours.
+seeds of the 3 chosen settings plus up to 2 dense runs a seed. Work grows with B: fashion_conv2 at
+B = 30 took about 2 h 15 min for its 62 runs, in two invocations.
 
 `--setups`, `--seeds` (0: 3), `--runs_dir`, `--verbose` and `--backend` (default here: jax) are
 benchmarks.accuracy's flags, read here too. Finished runs are kept under `--runs_dir`/budgets (the
