@@ -51,7 +51,7 @@ _LOCK = ".lock"
 # Files showing that a run has trained: a config differing from its config.json is refused.
 _PROGRESS = (rundir.BACKUP, rundir.METRICS, rundir.LADDER, rundir.DENSE_MODEL, rundir.RESULTS)
 # Fields a run reusing another run's dense model must share with it.
-_DENSE_FIELDS = ("data", "model", "batch_size", "optimizer", "lr", "pretrain_epochs", "mixed_precision")
+_DENSE_FIELDS = ("keras", "data", "model", "batch_size", "optimizer", "lr", "pretrain_epochs", "mixed_precision")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -164,12 +164,14 @@ def _dense_source(config: ml_collections.ConfigDict, mine: dict[str, Any]) -> tu
             f"`dense_workdir` {source} is a BIMP run: its dense epochs followed BIMP's linear schedule, not "
             "`lr`, so the retraining schedules of this run would not match them. Reuse a `dense` or `imp` run."
         )
+    theirs.setdefault("keras", "tf_keras")  # written before the field: tf_keras was the only Keras
     fields = _DENSE_FIELDS + (("seed",) if config.data.validation_split else ())
     differences = [d for field in fields for d in _differences(theirs.get(field), mine.get(field), field + ".")]
     if differences:
         raise ValueError(
             f"`dense_workdir` {source} was trained with other settings than this run: {', '.join(differences)}. "
-            "The dense model must come from the same data, model, batch size, optimizer and learning-rate schedule."
+            "The dense model must come from the same Keras (its file is of that Keras), data, model, batch size, "
+            "optimizer and learning-rate schedule."
         )
     rows = [row for row in rundir.read_metrics(os.path.join(source, rundir.METRICS)) if row["epoch"] == config.pretrain_epochs - 1]
     accuracy = rows[0].get("val_accuracy") if rows else None
@@ -222,7 +224,7 @@ def _restore_point(workdir: str, backup_dir: str, method: experiment.Method, chi
     return point.epoch
 
 
-def _stopped(workdir: str, backup_dir: str, error: Exception, advice: str) -> str:
+def _stopped(workdir: str, backup_dir: str, error: Exception | str, advice: str | None) -> str:
     """`error`, and what the run it stopped keeps: the last good backup and the ladder models."""
     epoch = backup.saved_epoch(backup_dir)
     ladder = os.path.join(workdir, rundir.LADDER)
@@ -231,8 +233,8 @@ def _stopped(workdir: str, backup_dir: str, error: Exception, advice: str) -> st
     return (
         f"{error}\nThe run in {workdir} stopped; it keeps {kept}"
         + (f" and the ladder models {', '.join(rungs)}" if rungs else "")
-        + f", and no {rundir.RESULTS}. Re-running the same command continues from there and will probably meet the "
-        f"same fault: {advice}"
+        + f", and no {rundir.RESULTS}. Re-running the same command continues from there"
+        + (f" and will probably meet the same fault: {advice}" if advice else ".")
     )
 
 
@@ -329,6 +331,8 @@ def _table(results: dict[str, Any]) -> str:
     for label, epoch, sparsity, accuracy in rows:
         shown = f"{accuracy:.2%}" if accuracy is not None and not math.isnan(accuracy) else "-"
         lines.append(f"{label:<10} {epoch:>6} {sparsity:>9.2%} {shown:>20}")
+    for format, problems in results.get("export", {}).get("failed", {}).items():
+        lines.append(f"export: {format} did not pass: {problems}")
     return "\n".join(lines)
 
 
@@ -387,6 +391,8 @@ def run(
         while files show finished epochs.
       imp_keras.NonFiniteError, imp_keras.InvariantError: training produced a NaN or Inf, or broke
         an invariant of IMP; the message names the epoch and cycle and what the workdir keeps.
+      RuntimeError: also when a callback stopped `fit` before the run's last epoch (EarlyStopping):
+        the run is not finished, and the same command continues it.
     """
     experiment.validate(config)
     if verbose not in (0, 1, 2) or isinstance(verbose, bool):
@@ -501,7 +507,7 @@ def _train(flavour, config, workdir, resolved, strategy, chief, extra_callbacks,
         try:
             # The data orders every epoch itself; `shuffle` would make Keras 3 permute a PyDataset's
             # batches across the epochs it spans, so a resumed run would not see what an uninterrupted one saw.
-            model.fit(
+            history = model.fit(
                 train, epochs=method.epochs, steps_per_epoch=steps_per_epoch, validation_data=evaluation,
                 callbacks=callbacks, verbose=verbose, shuffle=False,
             )
@@ -512,6 +518,15 @@ def _train(flavour, config, workdir, resolved, strategy, chief, extra_callbacks,
             pruner = "GMPCallback" if method.gradual is not None else "IMPCallback"
             advice = f"masks or pruned weights were changed behind {pruner}'s back (a callback?), or this is a bug to report."
             raise InvariantError(_stopped(workdir, backup_dir, e, advice), e.problems) from e
+        done = history.epoch[-1] + 1 if history.epoch else first_epoch
+        if done < method.epochs:
+            # EarlyStopping, TerminateOnNaN or any callback setting `model.stop_training`: the plan's
+            # later cycles were not run, so the run is not finished and its backup stays.
+            raise RuntimeError(_stopped(
+                workdir, backup_dir,
+                f"A callback stopped `fit` after {done} of the run's {method.epochs} epochs (`model.stop_training`, e.g. EarlyStopping).",
+                None,
+            ))
     else:  # the last epoch was backed up, but the run stopped before writing its results
         flavour.restore_last(model, backup_dir)
 
@@ -549,13 +564,18 @@ def _evaluation_samples(data: Any, batch_size: int, count: int) -> np.ndarray:
 
 
 def _export(flavour, config, workdir, model, data, strategy, verbose) -> dict[str, Any]:
-    """Writes the deployable files into `<workdir>/export`; returns where and whether all verified."""
+    """Writes the deployable files into `<workdir>/export`; returns where, whether all verified, the
+    formats written, and (when some did not pass) each failed format's problems."""
     samples = _evaluation_samples(data, config.batch_size, config.export_samples)
     chief = distribution.is_chief(strategy)
     directory = os.path.join(workdir, rundir.EXPORT)
     with distribution.chief_directory(directory, strategy) as target:
         report = flavour.export(config, model, target, samples, chief, verbose)
-    return {"dir": directory, "passed": report.passed, "formats": [f.format for f in report.files]}
+    failed = {f.format: "; ".join(f.problems) for f in report.files if not f.passed}
+    return {
+        "dir": directory, "passed": report.passed, "formats": [f.format for f in report.files if f.path is not None],
+        **({"failed": failed} if failed else {}),
+    }
 
 
 def main(argv: Sequence[str]) -> None:

@@ -184,6 +184,11 @@ def restore_last(model: keras.Model, backup_dir: str) -> None:
     """Loads the last backup into `model` (a run whose every epoch was backed up)."""
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
+    schedule = getattr(masking._inner(model.optimizer), "_learning_rate", None)
+    if isinstance(schedule, adapter.RetrainSchedule):
+        # As IMPCallback does before training: the backup holds ALLR's peaks among the optimizer's
+        # variables, and without them Keras would skip loading the optimizer (and the plot its peaks).
+        schedule.attach(model.optimizer)
     model.load_weights(os.path.join(backup_dir, backup.LATEST, backup.KERAS3_WEIGHTS))
 
 

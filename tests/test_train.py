@@ -122,6 +122,37 @@ def test_interrupted_run_continues_to_the_same_end(tmp_path, stop_after, capsys)
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_run_a_callback_stops_early_is_not_finished_and_continues(tmp_path):
+    """EarlyStopping-like: `stop_training` after epoch 2 (the first cycle's pruning epoch) leaves
+    no results.json and keeps the backup; the same command then runs the other cycles."""
+
+    class StopTraining(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                self.model.stop_training = True
+
+    whole = train.run(synthetic_config(), tmp_path / "whole", verbose=0)
+    with pytest.raises(RuntimeError, match=r"(?s)A callback stopped `fit` after 3 of the run's 6 epochs .* keeps the backup of epoch 2"):
+        train.run(synthetic_config(), tmp_path / "cut", callbacks=[StopTraining()], verbose=0)
+    assert not (tmp_path / "cut" / "results.json").exists()
+    resumed = train.run(synthetic_config(), tmp_path / "cut", verbose=0)
+    drop = ("train_seconds", "wall_seconds")
+    assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in whole.items() if k not in drop}
+
+
+def test_results_list_only_the_exported_files_and_why_the_others_failed(tmp_path, capsys):
+    # mixed_float16 kernels make the TFLite converter fail (`tf.MatMul` in float16 is neither a
+    # builtin nor a flex op); the .keras file is written and checked.
+    config = synthetic_config(pretrain_epochs=1, cycles=1, retrain_epochs=1, mixed_precision=True,
+                              export_formats=("keras", "tflite_float_sparse"))
+    with pytest.warns(UserWarning):
+        results = train.run(config, tmp_path, verbose=1)
+    export = results["export"]
+    assert export["passed"] is False and export["formats"] == ["keras"] and list(export["failed"]) == ["tflite_float_sparse"]
+    assert "ConverterError" in export["failed"]["tflite_float_sparse"]
+    assert "export: tflite_float_sparse did not pass: " in capsys.readouterr().out
+
+
 def test_dense_run_feeds_pruning_runs(tmp_path):
     dense = train.run(synthetic_config(method="dense"), tmp_path / "dense", verbose=0)
     assert dense["cycles"] == [] and dense["epochs"] == 2 and (tmp_path / "dense" / "dense.keras").exists()
@@ -140,6 +171,10 @@ def test_dense_run_feeds_pruning_runs(tmp_path):
         train.run(synthetic_config(batch_size=16, dense_workdir=os.fspath(tmp_path / "dense")), tmp_path / "other", verbose=0)
     with pytest.raises(FileNotFoundError, match="holds no config.json"):
         train.run(synthetic_config(dense_workdir=os.fspath(tmp_path / "nowhere")), tmp_path / "third", verbose=0)
+    # A tf_keras dense.keras is not a Keras 3 file: refused by name, not by the loader.
+    keras3 = synthetic_config(keras="keras3", backend="tensorflow", dense_workdir=os.fspath(tmp_path / "dense"))
+    with pytest.raises(ValueError, match=r"keras \('tf_keras' there, 'keras3' here\)"):
+        train.run(keras3, tmp_path / "fourth", verbose=0)
 
 
 def test_second_run_on_a_workdir_refuses_naming_the_lock(tmp_path):

@@ -88,6 +88,8 @@ def assert_same_run(workdir, reference, epochs=6, ladder=IMP_LADDER, models=(run
     assert {k: v for k, v in mine.items() if k not in TIMINGS} == {k: v for k, v in theirs.items() if k not in TIMINGS}
     assert csv_rows(workdir) == csv_rows(reference) and len(csv_rows(workdir)) == epochs
     assert sorted(os.listdir(os.path.join(workdir, rundir.LADDER))) == ladder
+    # The plotted schedule: ALLR's peaks, restored with the optimizer from the backup.
+    assert (workdir / "lr_schedule.png").read_bytes() == (reference / "lr_schedule.png").read_bytes()
     for name in list(models) + [os.path.join(rundir.LADDER, rung) for rung in ladder]:
         a, b = keras_file_weights(os.path.join(workdir, name)), keras_file_weights(os.path.join(reference, name))
         assert a.keys() == b.keys()
@@ -350,3 +352,36 @@ print("tensorflow" in sys.modules)
     assert left_out[:2] == ["tf_saved_model", "litert"]
     assert ("onnx" in formats) != ("onnx" in left_out)  # written with jax2onnx installed, else left out
     assert first == "tf_saved_model (it imports TensorFlow: name it in export_formats to write it)"
+
+
+def test_restoring_the_last_backup_restores_allr_peaks_with_the_optimizer(tmp_path):
+    """A run killed after its last epoch's backup is finished from the backup alone: ALLR's peaks
+    must be among the optimizer's variables there, or Keras skips loading the optimizer (and the
+    plot shows the initial peaks). In this process, on Keras 3 with TensorFlow."""
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the main test process runs Keras 3 on TensorFlow")
+    import imp_keras.keras3 as k3
+    from imp_keras import Plan, backup, train_keras3
+
+    plan = Plan(0.9, 2, 1, 1)
+
+    def compiled():
+        keras.utils.set_random_seed(0)
+        model = k3.prunable(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]))
+        schedule = k3.RetrainSchedule(0.1, plan, steps_per_epoch=2, kind="allr", base_epochs=10)
+        model.compile(keras.optimizers.SGD(schedule, momentum=0.9), loss="mse")
+        model.optimizer.build(model.trainable_variables)
+        return model, schedule
+
+    model, schedule = compiled()
+    schedule.attach(model.optimizer)
+    schedule.eta_star.assign(np.array([0.03, 0.07], "float32"))
+    model.optimizer.iterations.assign(5)
+    os.makedirs(tmp_path / backup.LATEST)
+    model.save_weights(os.fspath(tmp_path / backup.LATEST / backup.KERAS3_WEIGHTS))
+
+    fresh, fresh_schedule = compiled()
+    train_keras3.restore_last(fresh, os.fspath(tmp_path))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(fresh_schedule.eta_star), np.array([0.03, 0.07], "float32"))
+    assert int(keras.ops.convert_to_numpy(fresh.optimizer.iterations)) == 5
