@@ -103,7 +103,8 @@ def base_config() -> ml_collections.ConfigDict:
     A field the run would not read must stay at its default, or the config is refused: besides the
     GMP and IMP fields above, `retrain_kind`, `retrain_lr` and `lr.decay`/`step_at`/`step_factor`
     with `bimp` (its schedule is its own), `retrain_lr` with a retraining kind that is not tunable,
-    `min_alive` with `dense`, and `optimizer.momentum`/`nesterov` with Adam and AdamW.
+    `lr.step_at`/`step_factor` with another `lr.decay` than `step`, `min_alive` with `dense`, and
+    `optimizer.momentum`/`nesterov` with Adam and AdamW.
     """
     config = ml_collections.ConfigDict()
     config.name = "experiment"
@@ -329,7 +330,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_number("lr.step_factor", config.lr.step_factor, 0.0, 1.0, low_open=True)
 
     _check_choice("method", config.method, METHODS)
-    _check_number("goal_sparsity", config.goal_sparsity, 0.0, 1.0, high_open=True)
+    # 0 would make a pruning method's cycles or window prune nothing, and still count as pruning.
+    _check_number("goal_sparsity", config.goal_sparsity, 0.0, 1.0, low_open=config.method != "dense", high_open=True)
     _check_int("cycles", config.cycles, 1)
     # With `dense_workdir` too: the reused run's dense epochs, which must match.
     _check_int("pretrain_epochs", config.pretrain_epochs, 1)
@@ -460,8 +462,11 @@ def _unread_fields(config: ml_collections.ConfigDict) -> list[tuple[str, str, st
     if config.method == "bimp":
         why = "BIMP's schedule is its own: linear to 0 over pretrain_epochs, then ALLR"
         unread += [(field, method, why) for field in ("retrain_kind", "retrain_lr", "lr.decay", "lr.step_at", "lr.step_factor")]
-    elif config.method == "imp" and config.retrain_kind not in _TUNABLE:
-        unread.append(("retrain_lr", f"retrain_kind={config.retrain_kind!r}", f"only {', '.join(_TUNABLE)} retraining takes it"))
+    else:
+        if config.method == "imp" and config.retrain_kind not in _TUNABLE:
+            unread.append(("retrain_lr", f"retrain_kind={config.retrain_kind!r}", f"only {', '.join(_TUNABLE)} retraining takes it"))
+        if config.lr.decay != "step":
+            unread += [(field, f"lr.decay={config.lr.decay!r}", "only the step decay uses it") for field in ("lr.step_at", "lr.step_factor")]
     if config.method == "dense":
         unread.append(("min_alive", method, "a dense run prunes nothing"))
     if config.optimizer.name != "sgd":

@@ -93,7 +93,7 @@ INVALID = {
     "method": not_one_of(experiment.METHODS),
     "keras": not_one_of(("tf_keras", "keras3")),
     "backend": st.one_of(not_one_of(("tensorflow", "jax", "torch")), st.sampled_from(["jax", "torch"])),  # tf_keras: TensorFlow only
-    "goal_sparsity": numbers_outside(0.0, 1.0, high_open=True),
+    "goal_sparsity": numbers_outside(0.0, 1.0, low_open=True, high_open=True),
     "cycles": ints_below(1),
     "pretrain_epochs": ints_below(1),
     "retrain_epochs": ints_below(1),
@@ -253,7 +253,7 @@ def valid_configs(draw):
     config.lr.decay = draw(st.sampled_from(experiment.DECAYS))
     config.lr.step_at = tuple(sorted(draw(st.sets(st.sampled_from([0.25, 0.5, 0.75, 0.9]), min_size=1, max_size=3))))
     config.lr.step_factor = draw(st.floats(0.01, 1.0))
-    config.goal_sparsity = draw(st.floats(0, 0.99))
+    config.goal_sparsity = draw(st.floats(0.01, 0.99))
     config.cycles = draw(st.integers(1, 5))
     config.pretrain_epochs = draw(st.integers(1, 8))
     config.retrain_epochs = draw(st.integers(1, 4))
@@ -278,6 +278,8 @@ def valid_configs(draw):
     }.get(config.method, ())
     if config.optimizer.name != "sgd":
         unread += ("optimizer.momentum", "optimizer.nesterov")
+    if config.lr.decay != "step":
+        unread += ("lr.step_at", "lr.step_factor")
     defaults = experiment.base_config()
     for field in unread:
         *parents, leaf = field.split(".")

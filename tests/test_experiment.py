@@ -71,7 +71,7 @@ def test_unknown_variant_is_refused():
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("goal_sparsity", 1.0, "`goal_sparsity` must be a number in \\[0.0, 1.0\\)"),
+        ("goal_sparsity", 1.0, "`goal_sparsity` must be a number in \\(0.0, 1.0\\)"),
         ("cycles", 0, "`cycles` must be an integer >= 1"),
         ("retrain_kind", "warm", "`retrain_kind` must be one of"),
         ("selection", "random", "`selection` must be one of"),
@@ -115,6 +115,8 @@ def _config(**fields):
         ({"method": "bimp", "total_epochs": 12, "pretrain_epochs": 10, "cycles": 3}, "`total_epochs` must be at least pretrain_epochs \\+ cycles = 13"),
         ({"method": "bimp", "total_epochs": 20, "dense_workdir": "/runs/dense"}, "`dense_workdir` must be empty with method='bimp'"),
         ({"pretrain_epochs": 0}, "`pretrain_epochs` must be an integer >= 1"),
+        ({"goal_sparsity": 0.0}, r"`goal_sparsity` must be a number in \(0.0, 1.0\). Received: goal_sparsity=0.0"),
+        ({"method": "gmp", "goal_sparsity": 0.0}, r"`goal_sparsity` must be a number in \(0.0, 1.0\)"),
         ({"retrain_kind": "linear"}, "`retrain_lr` must be > 0 for the tunable"),
         ({"total_epochs": 5, "pretrain_epochs": 4, "cycles": 3}, "`total_epochs` must be 0 or at least"),
     ],
@@ -148,6 +150,16 @@ def _gmp(**fields):
 def test_gmp_fields_are_checked_naming_them(fields, message):
     with pytest.raises(ValueError, match=message):
         experiment.validate(_gmp(**fields))
+
+
+@pytest.mark.parametrize("method", ["imp", "gmp", "dense"])
+def test_step_decay_fields_are_refused_with_another_decay(method):
+    config = _config(method=method)
+    config.lr.decay = "cosine"
+    experiment.validate(config)
+    config.lr.step_factor = 0.5
+    with pytest.raises(ValueError, match=r"`lr.step_factor` must be left at its default 0.1 with lr.decay='cosine' \(only the step decay uses it\)"):
+        experiment.validate(config)
 
 
 @pytest.mark.parametrize("method", ["imp", "bimp", "dense"])
