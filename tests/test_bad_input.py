@@ -340,7 +340,7 @@ BAD_ARGUMENTS = [
     ),
     (lambda: RetrainSchedule.budgeted(math.inf, PLAN, 10), ValueError, r"`initial_learning_rate` must be a finite number >= 0"),
     (lambda: IMPCallback(None), TypeError, r"`plan` must be an imp_keras.Plan"),
-    (lambda: IMPCallback(PLAN, 0.1), TypeError, r"`schedule` must be an imp_keras.RetrainSchedule or None"),
+    (lambda: IMPCallback(PLAN, 0.1), TypeError, r"`schedule` must be an imp_keras\.tf_keras\.RetrainSchedule \(a schedule of this callback's Keras\) or None"),
     (lambda: IMPCallback(PLAN, selection="xyz"), ValueError, r"`selection` must be one of"),
     (lambda: IMPCallback(PLAN, ladder_dir=5), TypeError, r"`ladder_dir` must be a path or None. Received: ladder_dir=5"),
     (lambda: IMPCallback(PLAN, export_dir=5), TypeError, r"`export_dir` must be a path or None. Received: export_dir=5"),

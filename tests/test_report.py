@@ -68,3 +68,5 @@ def test_report_lists_unmasked_kernels_and_adds_up_over_all_trainable_kernels():
         imp_keras.sparsity_report(plain, masked=["fc/bias"])
     with pytest.raises(ValueError, match="`masked` is for plain models"):
         imp_keras.sparsity_report(model, masked=["out/kernel"])
+    with pytest.raises(TypeError, match=re.escape("`masked` must be a list of tensor names, e.g. ['dense/kernel']. Received: masked='fc/kernel'")):
+        imp_keras.sparsity_report(plain, masked="fc/kernel")

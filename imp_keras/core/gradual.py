@@ -380,6 +380,21 @@ class GMPCallbackBase(MaskCallback):
         self._steps = steps
         self._verified_end = False
         self._build_optimizer()
+        self._warn_on_execution_boundaries(window)
+
+    def _warn_on_execution_boundaries(self, window: Window) -> None:
+        # Keras calls the batch hooks once per execution of `steps_per_execution` steps.
+        value = getattr(self.model, "steps_per_execution", None)
+        value = getattr(self.model, "_steps_per_execution", None) if value is None else value
+        per_call = 1 if value is None else int(self._numpy(value))
+        if per_call > 1 and (window.frequency % per_call or window.begin_step % per_call):
+            warnings.warn(
+                f"GMPCallback: the model runs steps_per_execution={per_call} steps per call, and masks can only change "
+                f"between calls: updates due every {window.frequency} step(s) from step {window.begin_step} are made at "
+                "the next call instead, fewer of them (the goal is still reached exactly). Make `frequency` and the "
+                "window's start multiples of steps_per_execution, or compile with steps_per_execution=1.",
+                stacklevel=2,
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         # JAX's fit holds the optimizer's step outside its variable inside an epoch: positions

@@ -41,7 +41,10 @@ def plan_settings(plan: Plan, schedule: Any, schedule_type: type, reset_optimize
         raise TypeError(f"`plan` must be an imp_keras.Plan. Received: plan={plan!r}")
     if schedule is not None:
         if not isinstance(schedule, schedule_type):
-            raise TypeError(f"`schedule` must be an imp_keras.RetrainSchedule or None. Received: schedule={schedule!r}")
+            wanted = f"{schedule_type.__module__.rsplit('.', 1)[0]}.{schedule_type.__name__}"
+            raise TypeError(
+                f"`schedule` must be an {wanted} (a schedule of this callback's Keras) or None. Received: schedule={schedule!r}"
+            )
         if schedule.plan != plan:
             raise ValueError(f"`schedule` was built for another plan: {schedule.plan} != {plan}")
     check_bool("reset_optimizer", reset_optimizer)
@@ -245,7 +248,12 @@ class PruningRun:
             raise ValueError(
                 f"At the start of epoch {epoch}, {alive} of {self.n_total} prunable weights are alive, but after "
                 f"{cycles_done} cycle(s) the plan has {expected}{within}. These masks do not come from this plan "
-                "(a model restored from another run, or pruned elsewhere?)."
+                "(a model restored from another run, or pruned elsewhere?)"
+                + (
+                    f", or an earlier `fit` of this run pruned them: continue it with `fit(..., initial_epoch=N)`, N the "
+                    "epochs it ran."
+                    if alive < expected else "."
+                )
             )
 
     def prune(

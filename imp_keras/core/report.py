@@ -116,6 +116,8 @@ def report_of(
     trainable masked tensors (name, mask): masked tensors count masked-out entries; without masks,
     the kernels named in `masked` (by default those of `default_masked` that are trainable) count
     exact zeros. Every other kernel is unmasked, exact zeros counting."""
+    if isinstance(masked, (str, bytes)):
+        raise TypeError(f"`masked` must be a list of tensor names, e.g. ['dense/kernel']. Received: masked={masked!r}")
     if masks:
         if masked is not None:
             raise ValueError("`masked` is for plain models; this model's mask holders say what is masked.")

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from imp_keras.core.checks import check_bool
+from imp_keras.core.checks import check_bool, check_masks
 from imp_keras.core.coverage import (
     DEPTHWISE, EMBEDDING, EXCLUDED, FROZEN, NOT_AN_ATTRIBUTE, NOT_INCLUDED, Skipped, check_coverage, check_names, group_skipped,
     kernel_role,
@@ -96,10 +96,25 @@ def _targets(layer: keras.layers.Layer, embeddings: bool, depthwise: bool = True
 
 
 def _tensor_name(layer: keras.layers.Layer, owner: keras.layers.Layer, leaf: str) -> str:
-    """`dense/kernel`, `mha/query/kernel`: by layer names, stable when a model is reloaded (its
+    """`dense/kernel`, `mha/query/kernel`, `bidirectional/forward_lstm/lstm_cell/kernel`: by the
+    names of the layers from `layer` down to `owner`, stable when a model is reloaded (its
     variables' paths are not: a Sequential's lose their `sequential/` prefix)."""
-    prefix = layer.name if owner is layer else f"{layer.name}/{owner.name}"
-    return f"{prefix}/{leaf.lstrip('_')}"
+    return "/".join([*_layer_path(layer, owner), leaf.lstrip("_")])
+
+
+def _layer_path(layer: keras.layers.Layer, owner: keras.layers.Layer) -> list[str]:
+    """The names of the layers from `layer` down to its sublayer `owner`, the shortest way (the two
+    directions of a Bidirectional hold cells of one name: only the path tells them apart)."""
+    paths = {id(layer): [layer.name]}
+    queue = [layer]
+    for parent in queue:  # breadth first: the queue grows while it is read
+        if parent is owner:
+            return paths[id(parent)]
+        for child in parent._flatten_layers(include_self=False, recursive=False):
+            if id(child) not in paths:
+                paths[id(child)] = [*paths[id(parent)], child.name]
+                queue.append(child)
+    return [layer.name, owner.name]
 
 
 @keras.saving.register_keras_serializable(package="imp_keras")
@@ -116,6 +131,8 @@ class MaskHolder(keras.layers.Wrapper):
     """
 
     def __init__(self, layer: keras.layers.Layer, embeddings: bool = False, depthwise: bool = True, **kwargs):
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(f"`layer` must be a Keras 3 layer. Received: layer={layer!r}")
         kwargs.setdefault("name", f"{layer.name}_masked")
         # The wrapper computes the masked kernel, so it computes in the layer's own dtype policy.
         kwargs.setdefault("dtype", layer.dtype_policy)
@@ -529,11 +546,10 @@ def reset_optimizer(optimizer, variables: Sequence[Any]) -> None:
 
 def apply_masks(entries: Sequence[MaskedWeight], masks: Sequence[np.ndarray] | None = None, optimizer=None) -> None:
     """Sets the masks (when given) and zeroes every masked weight and its optimizer slots."""
-    if masks is not None and len(masks) != len(entries):
-        raise ValueError(f"Got {len(masks)} masks for {len(entries)} prunable tensors.")
+    masks = check_masks([e.name for e in entries], masks)
     for i, entry in enumerate(entries):
         if masks is not None:
-            entry.mask.assign(np.asarray(masks[i], dtype="float32"))
+            entry.mask.assign(masks[i].astype("float32"))
         mask = ops.convert_to_numpy(entry.mask)
         entry.weight.assign(ops.convert_to_numpy(entry.weight) * mask.astype(entry.weight.dtype))
         for slot in optimizer_slots(optimizer, entry.weight) if optimizer is not None else []:

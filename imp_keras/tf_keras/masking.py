@@ -20,6 +20,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_sch
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 import tensorflow_model_optimization as tfmot
 
+from imp_keras.core.checks import check_masks
 from imp_keras.core.coverage import (
     DEPTHWISE, EMBEDDING, EXCLUDED, FROZEN, NOT_AN_ATTRIBUTE, Skipped, check_coverage, check_names, group_skipped,
     kernel_role,
@@ -193,6 +194,7 @@ class MaskHolder(pruning_wrapper.PruneLowMagnitude):
     """
 
     def __init__(self, layer, weight_names: Sequence[str] | None = None, **kwargs):
+        require_tf_keras(layer, "layer", keras.layers.Layer)
         kwargs.pop("name", None)  # tfmot derives the name from the wrapped layer's.
         # The wrapper computes the masked kernel, so it must compute in the layer's own dtype policy
         # (a per-layer mixed_float16 under a float32 global policy, or the reverse).
@@ -593,12 +595,11 @@ def _accumulators(optimizer, variable: tf.Variable) -> tuple[set[int], float]:
 
 def apply_masks(entries: Sequence[MaskedWeight], masks: Sequence[np.ndarray] | None = None, optimizer=None) -> None:
     """Sets the masks (when given) and zeroes every masked weight and its optimizer slots."""
-    if masks is not None and len(masks) != len(entries):
-        raise ValueError(f"Got {len(masks)} masks for {len(entries)} prunable tensors.")
+    masks = check_masks([e.name for e in entries], masks)
     for i, entry in enumerate(entries):
         mask_dtype = entry.mask.dtype
         if masks is not None:
-            entry.mask.assign(np.asarray(masks[i], dtype=mask_dtype.as_numpy_dtype))
+            entry.mask.assign(masks[i].astype(mask_dtype.as_numpy_dtype))
         mask = tf.convert_to_tensor(entry.mask)
         entry.weight.assign(entry.weight * tf.cast(mask, entry.weight.dtype))
         if optimizer is not None:

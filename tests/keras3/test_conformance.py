@@ -154,6 +154,55 @@ def test_export_of_a_masked_model_writes_the_stripped_model_without_imp_keras(ap
     assert "imp_keras" not in config and "MaskHolder" not in config and "Dense" in config
 
 
+def test_the_two_directions_of_a_bidirectional_rnn_have_their_own_names(api):
+    k = api.keras
+    model = api.prunable(k.Sequential([k.Input((5, 3)), k.layers.Bidirectional(k.layers.LSTM(4)), k.layers.Dense(2, name="out")]))
+    names = [e.name for e in api.masked_weights(model)]
+    forward, backward = ("forward_lstm/lstm_cell", "backward_lstm/lstm_cell") if api.FLAVOUR == "keras3" else ("forward_layer/cell", "backward_layer/cell")
+    assert names == [
+        f"bidirectional/{forward}/kernel", f"bidirectional/{forward}/recurrent_kernel",
+        f"bidirectional/{backward}/kernel", f"bidirectional/{backward}/recurrent_kernel", "out/kernel",
+    ]
+    assert [layer.name for layer in api.sparsity_report(api.strip(model)).layers] == names
+
+
+def test_a_schedule_of_the_other_keras_is_refused_naming_the_right_class(api):
+    import imp_keras.keras3
+    import imp_keras.tf_keras
+
+    mine, other = (imp_keras.keras3, imp_keras.tf_keras) if api.FLAVOUR == "keras3" else (imp_keras.tf_keras, imp_keras.keras3)
+    schedule = other.RetrainSchedule(0.1, PLAN, steps_per_epoch=STEPS)
+    with pytest.raises(TypeError, match=rf"`schedule` must be an {mine.__name__}\.RetrainSchedule \(a schedule of this callback's Keras\)"):
+        api.IMPCallback(PLAN, schedule)
+
+
+def test_a_second_fit_without_initial_epoch_is_told_to_set_it(api, make_mlp, train_data):
+    model = api.prunable(make_mlp(api))
+    callback = api.IMPCallback(PLAN, verbose=0)
+    model.compile(api.keras.optimizers.SGD(0.05), loss=api.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(*train_data, batch_size=16, epochs=2, callbacks=[callback], verbose=0)
+    with pytest.raises(ValueError, match=r"56 of 120 .* continue it with `fit\(\.\.\., initial_epoch=N\)`"):
+        model.fit(*train_data, batch_size=16, epochs=3, callbacks=[callback], verbose=0)
+    model.fit(*train_data, batch_size=16, epochs=3, initial_epoch=2, callbacks=[callback], verbose=0)
+    assert api.verify(model, PLAN, cycle=2).alive == ALIVE[2]
+
+
+def test_apply_masks_refuses_masks_that_are_not_binary(api, make_mlp, numpy):
+    model = api.prunable(make_mlp(api))
+    entries = api.masked_weights(model)
+    before = numpy(entries[0].weight).copy()
+    with pytest.raises(ValueError, match=r"The mask of fc1/kernel must hold only 0 and 1 \(or booleans\). Received: 96 other value\(s\), e.g. 0.5"):
+        api.apply_masks(entries, [np.full((12, 8), 0.5), np.ones((8, 3))])
+    np.testing.assert_array_equal(numpy(entries[0].weight), before)
+    api.apply_masks(entries, [np.arange(96).reshape(12, 8) % 2, np.ones((8, 3), bool)])
+    assert int(numpy(entries[0].mask).sum()) == 48 and not numpy(entries[0].weight)[numpy(entries[0].mask) == 0].any()
+
+
+def test_mask_holder_refuses_what_is_not_a_layer(api):
+    with pytest.raises(TypeError, match=r"`layer` must be a .*[Ll]ayer.*Received: layer='dense'"):
+        api.MaskHolder("dense")
+
+
 def test_save_weights_load_weights_restores_the_masks(api, make_mlp, train_data, numpy, tmp_path):
     model = api.prunable(make_mlp(api))
     fit_imp(api, model, train_data, compile_imp(api, model))

@@ -9,6 +9,7 @@ t = 0, 1/4, 1/2, 3/4, 1, s(t) = 0.9 (1 - (1 - t)^3) = 0, 0.5203, 0.7875, 0.8859,
 
 import os
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -122,6 +123,23 @@ def test_gmp_window_ending_with_the_run_reaches_the_goal_at_its_last_step(api, m
     history, _ = fit_gmp(api, model, train_data, gmp=gmp)
     assert history.history["sparsity"][-1] == pytest.approx(108 / 120)
     assert_pruned_and_slots_zero(api, model, numpy)
+
+
+def test_gmp_warns_when_steps_per_execution_moves_its_updates(api, make_mlp, train_data, numpy):
+    """Updates every 2 steps from step 4 under steps_per_execution=4: the batch hooks come every 4
+    steps, so the updates at 6 and 10 are made at 8 and 12; the goal is still reached exactly."""
+    if api.FLAVOUR == "keras3" and api.keras.backend.backend() == "torch":
+        pytest.skip("Keras 3 on PyTorch runs one step per call")
+    model = api.prunable(make_mlp(api))
+    model.compile(api.keras.optimizers.SGD(0.05), loss=api.keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=4)
+    with pytest.warns(UserWarning, match="steps_per_execution=4 steps per call"):
+        history, _ = fit_gmp(api, model, train_data)
+    assert history.history["sparsity"][-1] == pytest.approx(108 / 120)
+    model = api.prunable(make_mlp(api))
+    model.compile(api.keras.optimizers.SGD(0.05), loss=api.keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=2)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*steps per call")
+        fit_gmp(api, model, train_data)
 
 
 def test_gmp_in_several_fit_calls_equals_one(api, make_mlp, train_data, numpy):
