@@ -118,6 +118,10 @@ class MaskCallback:
         """The optimizer's step counter."""
         raise NotImplementedError
 
+    def _steps_per_call(self) -> int:
+        """The training steps between two calls of the batch hooks (`steps_per_execution`)."""
+        raise NotImplementedError
+
     def _may_skip_steps(self) -> bool:
         """Whether the optimizer leaves steps it skips uncounted (Keras 3's LossScaleOptimizer skips
         steps with non-finite gradients), so that its step count may lag the batches fit ran."""

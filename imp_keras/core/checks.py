@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_binary_mask", "check_bool", "check_int", "check_learning_rate", "check_masks"]
+__all__ = ["check_bool", "check_int", "check_learning_rate", "check_masks"]
 
 
 def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
@@ -37,7 +37,7 @@ def check_learning_rate(name: str, value: Any) -> float | None:
     return float(value)
 
 
-def check_binary_mask(name: str, mask: Any) -> np.ndarray:
+def _binary_mask(name: str, mask: Any) -> np.ndarray:
     """`mask` as an array of 0s and 1s (booleans allowed); ValueError naming the tensor otherwise:
     a mask of 0.5 would scale the weights it keeps."""
     array = np.asarray(mask)
@@ -53,10 +53,10 @@ def check_binary_mask(name: str, mask: Any) -> np.ndarray:
 
 
 def check_masks(names: list[str], masks: Any) -> list[np.ndarray] | None:
-    """`masks`, one per tensor named in `names`, each checked by `check_binary_mask` before any is
+    """`masks`, one per tensor named in `names`, each checked to hold only 0 and 1 before any is
     set; None for None."""
     if masks is None:
         return None
     if len(masks) != len(names):
         raise ValueError(f"Got {len(masks)} masks for {len(names)} prunable tensors.")
-    return [check_binary_mask(name, mask) for name, mask in zip(names, masks)]
+    return [_binary_mask(name, mask) for name, mask in zip(names, masks)]

@@ -383,10 +383,7 @@ class GMPCallbackBase(MaskCallback):
         self._warn_on_execution_boundaries(window)
 
     def _warn_on_execution_boundaries(self, window: Window) -> None:
-        # Keras calls the batch hooks once per execution of `steps_per_execution` steps.
-        value = getattr(self.model, "steps_per_execution", None)
-        value = getattr(self.model, "_steps_per_execution", None) if value is None else value
-        per_call = 1 if value is None else int(self._numpy(value))
+        per_call = self._steps_per_call()
         if per_call > 1 and (window.frequency % per_call or window.begin_step % per_call):
             warnings.warn(
                 f"GMPCallback: the model runs steps_per_execution={per_call} steps per call, and masks can only change "

@@ -99,6 +99,9 @@ class Hooks(MaskCallback):
     def _steps_taken(self) -> int:
         return int(ops.convert_to_numpy(self.model.optimizer.iterations))
 
+    def _steps_per_call(self) -> int:
+        return int(self.model.steps_per_execution or 1)
+
     def _may_skip_steps(self) -> bool:
         return isinstance(self.model.optimizer, keras.optimizers.LossScaleOptimizer)
 

@@ -51,6 +51,9 @@ class Hooks(MaskCallback):
     def _steps_taken(self) -> int:
         return int(self.model.optimizer.iterations.numpy())
 
+    def _steps_per_call(self) -> int:
+        return int(self.model._steps_per_execution.numpy())
+
     def _verify_model(self, **kwargs: Any) -> VerifyReport:
         return verify(self.model, **kwargs)
 
